@@ -1,0 +1,35 @@
+# Two commands: `make run` (the pipeline on the embedded default params) and `make test`.
+# Each creates .venv and installs dwnas into it when missing or when pyproject.toml changed.
+VENV ?= .venv
+PARAMS ?= params/default.yaml
+CORES ?= all
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: install run test lint format clean-results
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	snakemake --cores $(CORES) --configfile $(PARAMS)
+
+test: $(STAMP)
+	pytest
+
+lint: $(STAMP)
+	ruff check .
+	ruff format --check .
+
+format: $(STAMP)
+	ruff check --fix .
+	ruff format .
+
+clean-results:
+	rm -rf results/*/ .snakemake

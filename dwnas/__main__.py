@@ -1,0 +1,5 @@
+import sys
+
+from dwnas.cli import main
+
+sys.exit(main())

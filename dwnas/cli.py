@@ -1,0 +1,53 @@
+"""The ``dwnas`` command: one sub-command per pipeline stage.
+
+Each stage lives in its own ``commands.py`` module exposing ``register(subparsers)``. Those modules
+keep their top-level imports light (no torch, no mlflow) so that ``dwnas --help`` stays instant;
+heavy imports happen inside the handler. A handler raises :class:`DwnasError` for bad input; this
+module turns it into one ``error: ...`` line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from dwnas import __version__
+from dwnas.errors import DwnasError
+
+# Modules that register sub-commands, in the order they appear in ``dwnas --help``.
+COMMAND_MODULES = [
+    "dwnas.data.commands",
+    "dwnas.config_commands",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dwnas",
+        description="Double-Win NAS reproducibility pipeline: data, training, search, "
+        "deep-to-shallow transform, latency/energy measurement, report.",
+    )
+    parser.add_argument("--version", action="version", version=f"dwnas {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except DwnasError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

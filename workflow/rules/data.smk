@@ -1,0 +1,49 @@
+# Data: the embedded generated dataset (source=synth) or a raw ImageNet tree, turned into manifests.
+
+DATA = config["data"]
+
+
+def raw_tree(wildcards):
+    """Where prepare reads from: the generated tree, or the user's ImageNet root (never re-made)."""
+    if DATA["source"] == "synth":
+        return f"{R}/data/synth"
+    return ancient(DATA["root"])
+
+
+rule data_synth:
+    output:
+        directory(f"{R}/data/synth"),
+    input:
+        code=package_code("data/synth.py", "io.py"),
+    params:
+        classes=DATA["synth"]["classes"],
+        train=DATA["synth"]["train_per_class"],
+        val=DATA["synth"]["val_per_class"],
+        size=DATA["synth"]["image_size"],
+        seed=DATA["synth"]["seed"],
+    log:
+        f"{R}/logs/data_synth.log",
+    benchmark:
+        f"{R}/benchmarks/data_synth.tsv"
+    shell:
+        "dwnas data synth --out {output} --classes {params.classes} --train-per-class {params.train}"
+        " --val-per-class {params.val} --image-size {params.size} --seed {params.seed} > {log} 2>&1"
+
+
+rule data_prepare:
+    output:
+        directory(f"{R}/data/prepared"),
+    input:
+        raw=raw_tree,
+        code=package_code("data", "io.py"),
+    params:
+        subset="all" if DATA["source"] == "synth" else DATA["subset"],
+        on_corrupt=DATA["on_corrupt"],
+        pack=f"--pack-size {DATA['packed_size']}" if DATA["packed_size"] else "",
+    log:
+        f"{R}/logs/data_prepare.log",
+    benchmark:
+        f"{R}/benchmarks/data_prepare.tsv"
+    shell:
+        "dwnas data prepare --root {input.raw} --subset {params.subset} --out {output}"
+        " --on-corrupt {params.on_corrupt} {params.pack} > {log} 2>&1"
