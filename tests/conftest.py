@@ -1,0 +1,37 @@
+"""Shared test setup: tracking goes to a per-test SQLite store (or is off), torch stays on few threads."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_tracking(tmp_path, monkeypatch):
+    """Never touch results/mlflow.db from a test; tracking is off unless a test turns it on."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("DWNAS_TRACKING", "0")
+    monkeypatch.delenv("DWNAS_PARENT_RUN_ID", raising=False)
+
+
+@pytest.fixture
+def tracking_on(monkeypatch, tmp_path):
+    """Turn MLflow tracking on (to the per-test store); yields the tracking URI."""
+    monkeypatch.setenv("DWNAS_TRACKING", "1")
+    return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _few_threads():
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
