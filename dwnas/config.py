@@ -68,11 +68,9 @@ def _check_ranges(params: dict) -> list[str]:
 
     def walk(node: Any, path: list) -> None:
         if isinstance(node, dict):
-            if isinstance(node.get("min"), int | float) and isinstance(node.get("max"), int | float):
-                if node["min"] > node["max"]:
-                    problems.append(
-                        f"{_key_path(path)}: min ({node['min']}) is above max ({node['max']})"
-                    )
+            lo, hi = node.get("min"), node.get("max")
+            if isinstance(lo, int | float) and isinstance(hi, int | float) and lo > hi:
+                problems.append(f"{_key_path(path)}: min ({lo}) is above max ({hi})")
             for key, value in node.items():
                 walk(value, [*path, key])
         elif isinstance(node, list):
@@ -91,9 +89,14 @@ def validate_params(params: Any, source: str = "params") -> dict:
     from jsonschema import Draft202012Validator
 
     if not isinstance(params, dict):
-        raise DwnasError(f"{source}: must be a YAML mapping of sections, got {type(params).__name__}")
+        raise DwnasError(
+            f"{source}: must be a YAML mapping of sections, got {type(params).__name__}"
+        )
     validator = Draft202012Validator(load_schema())
-    problems = [_describe(e) for e in sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))]
+    problems = [
+        _describe(e)
+        for e in sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
+    ]
     if not problems:
         for check in CROSS_CHECKS:
             problems.extend(check(params))

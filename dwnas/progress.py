@@ -27,17 +27,19 @@ def progress(
         yield from tqdm(iterable, total=total, desc=desc, file=stream, dynamic_ncols=True)
         return
     start = last = time.monotonic()
-    done = 0
-    for item in iterable:
+    for done, item in enumerate(iterable, start=1):
         yield item
-        done += 1
         now = time.monotonic()
         if now - last >= every_s or (total is not None and done == total):
             last = now
             rate = done / max(now - start, 1e-9)
             if total:
                 eta = (total - done) / rate if rate > 0 else float("inf")
-                print(f"{desc}: {done}/{total} ({100 * done / total:.0f}%), "
-                      f"{rate:.2f} it/s, ETA {eta:.0f}s", file=stream, flush=True)
+                print(
+                    f"{desc}: {done}/{total} ({100 * done / total:.0f}%), "
+                    f"{rate:.2f} it/s, ETA {eta:.0f}s",
+                    file=stream,
+                    flush=True,
+                )
             else:
                 print(f"{desc}: {done} done, {rate:.2f} it/s", file=stream, flush=True)

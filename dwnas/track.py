@@ -47,7 +47,9 @@ def _mlflow():
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -127,8 +129,10 @@ def stage_run(stage: str, params: Mapping[str, Any] | None = None) -> Iterator[S
         tags["mlflow.parentRunId"] = parent
     with mlflow.start_run(run_name=stage, tags=tags) as run:
         if params:
-            flat = {k: json.dumps(v) if isinstance(v, list | dict) else v
-                    for k, v in flatten(params).items()}
+            flat = {
+                k: json.dumps(v) if isinstance(v, list | dict) else v
+                for k, v in flatten(params).items()
+            }
             mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})
         yield StageRun(mlflow, run)
 
