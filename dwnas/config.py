@@ -39,6 +39,11 @@ def _describe(error) -> str:
     if kind == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         return "; ".join(f"{_key_path([*path, k])}: unknown key" for k in extra)
+    if kind == "unevaluatedProperties":
+        import re
+
+        extra = re.findall(r"'([^']+)'", error.message.split("(")[-1])
+        return "; ".join(f"{_key_path([*path, k])}: unknown key" for k in extra)
     if kind == "required":
         missing = [k for k in arg if k not in error.instance]
         return "; ".join(f"{_key_path([*path, k])}: missing required key" for k in missing)
