@@ -1,0 +1,58 @@
+"""Python entry points: measure an in-process module or a model file with one call.
+
+The search and profiling code calls :func:`measure_module` directly; ``dwnas measure`` and the
+remote agent's job call :func:`measure_file`. Both return the measure.json dictionary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dwnas.errors import DwnasError
+from dwnas.measure.settings import MeasureSettings
+
+
+def as_settings(settings: MeasureSettings | Mapping[str, Any] | None) -> MeasureSettings:
+    if settings is None:
+        return MeasureSettings()
+    if isinstance(settings, MeasureSettings):
+        settings.validate()
+        return settings
+    return MeasureSettings.from_dict(dict(settings))
+
+
+def measure_module(
+    module: Any,
+    input_shape: Sequence[int],
+    settings: MeasureSettings | Mapping[str, Any] | None = None,
+) -> dict:
+    """Time an ``nn.Module`` (eval mode, moved to the backend's device in place).
+
+    ``input_shape`` is (C, H, W), or (N, C, H, W) with N equal to ``settings.batch``.
+    """
+    from dwnas.measure.backends import make_backend
+
+    settings = as_settings(settings)
+    return make_backend(settings).measure(module, input_shape, settings)
+
+
+def measure_file(
+    path: str | Path,
+    resolution: int,
+    settings: MeasureSettings | Mapping[str, Any] | None = None,
+    channels: int = 3,
+) -> dict:
+    """Time a TorchScript (``.pt``) or ONNX (``.onnx``) file on square ``resolution`` inputs."""
+    from dwnas.measure.backends import make_backend
+    from dwnas.measure.models import model_format
+
+    settings = as_settings(settings)
+    path = Path(path)
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution <= 0:
+        raise DwnasError(f"measure: resolution must be a positive integer, got {resolution!r}")
+    model_format(path)
+    if not path.is_file():
+        raise DwnasError(f"{path}: model file not found")
+    return make_backend(settings).measure(path, (channels, resolution, resolution), settings)

@@ -1,0 +1,220 @@
+"""``dwnas measure`` (latency and energy of one model file) and ``dwnas agent serve``.
+
+Top-level imports stay light; torch and the backends load inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DEFAULT_REMOTE_TIMEOUT_S = 1200.0
+
+
+def _settings_from_args(args: argparse.Namespace):
+    from dwnas.measure.settings import MeasureSettings
+
+    return MeasureSettings(
+        device=args.device,
+        batch=args.batch,
+        throughput_batch=args.throughput_batch,
+        warmup=args.warmup,
+        iters=args.iters,
+        min_seconds=args.min_seconds,
+        threads=args.threads,
+        channels_last=args.channels_last,
+        sysfs_root=args.sysfs_root,
+        sample_interval_ms=args.sample_interval_ms,
+        total_rail=args.total_rail,
+        cuda_index=args.cuda_index,
+        trt=not args.no_trt,
+        trt_fp16=args.trt_fp16,
+    )
+
+
+def summary_metrics(result: dict) -> dict:
+    """The figures worth a metric: latency, throughput, energy (absent ones simply left out)."""
+    summary = {"latency_ms": result["latency_ms"]}
+    if result.get("throughput"):
+        summary["throughput_images_per_s"] = result["throughput"]["images_per_s"]
+    if result.get("energy_per_image_mj") is not None:
+        summary["energy_per_image_mj"] = result["energy_per_image_mj"]
+    if result.get("power_mw"):
+        summary["power_mw"] = result["power_mw"]
+    if result.get("tensorrt"):
+        summary["tensorrt_gpu_compute_ms"] = result["tensorrt"]["gpu_compute_ms"]
+    return summary
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from dwnas.errors import DwnasError
+    from dwnas.io import write_json
+    from dwnas.track import log_stage
+
+    if args.resolution <= 0:
+        raise DwnasError(f"--resolution must be > 0, got {args.resolution}")
+    settings = _settings_from_args(args)
+    if args.remote:
+        from dwnas.measure.agent import read_token
+        from dwnas.measure.remote import measure_remote, parse_address
+
+        if not args.token_file:
+            raise DwnasError("--remote needs --token-file")
+        host, port = parse_address(args.remote)
+        result = measure_remote(
+            host,
+            port,
+            read_token(args.token_file),
+            args.model,
+            settings,
+            args.remote_timeout,
+            resolution=args.resolution,
+        )
+    else:
+        from dwnas.measure.api import measure_file
+
+        result = measure_file(args.model, args.resolution, settings)
+    write_json(args.out, result)
+    lat = result["latency_ms"]
+    energy = result["energy_per_image_mj"]
+    energy_text = (
+        f"{energy:.3f} mJ/image"
+        if energy is not None
+        else f"energy null ({result['energy_reason']})"
+    )
+    print(
+        f"{args.model}: median {lat['median']:.3f} ms (batch {lat['batch']}), {energy_text} "
+        f"-> {args.out}",
+        file=sys.stderr,
+    )
+    params = {
+        **settings.to_dict(),
+        "model": str(args.model),
+        "resolution": args.resolution,
+        "remote": args.remote,
+    }
+    log_stage("measure", params, summary_metrics(result), [args.out])
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from dwnas.errors import DwnasError
+    from dwnas.measure.agent import AgentConfig, make_server, read_token, token_file_warning
+    from dwnas.measure.settings import DEVICES
+
+    if args.device not in DEVICES:
+        raise DwnasError(f"--device must be one of {', '.join(DEVICES)}")
+    if args.max_bytes <= 0 or args.timeout <= 0:
+        raise DwnasError("--max-bytes and --timeout must be > 0")
+    token = read_token(args.token_file)
+    warning = token_file_warning(args.token_file)
+    if warning:
+        print(warning, file=sys.stderr)
+    config = AgentConfig(
+        token=token,
+        max_bytes=args.max_bytes,
+        job_timeout_s=args.timeout,
+        device=args.device,
+        sysfs_root=args.sysfs_root,
+    )
+    server = make_server(args.host, args.port, config)
+    host, port = server.server_address[:2]
+    if host not in {"127.0.0.1", "::1", "localhost"}:
+        print(
+            f"warning: listening on {host}, not loopback: traffic (token included) is plain "
+            "HTTP; prefer an SSH tunnel",
+            file=sys.stderr,
+        )
+    print(
+        f"dwnas agent on http://{host}:{port} (device {args.device}, max {args.max_bytes} bytes, "
+        f"job timeout {args.timeout:g} s); Ctrl-C stops it",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _add_measure(sub) -> None:
+    p = sub.add_parser(
+        "measure",
+        help="latency / throughput / energy of a .pt or .onnx model",
+        description="Time a TorchScript (.pt) or ONNX (.onnx) model on this machine "
+        "(host CPU, CUDA, Jetson) or on a remote agent; write measure.json.",
+    )
+    p.add_argument("--model", required=True, help="model file: TorchScript .pt or ONNX .onnx")
+    p.add_argument("--resolution", type=int, required=True, help="square input size in pixels")
+    p.add_argument("--out", required=True, help="measure.json to write")
+    p.add_argument("--device", choices=["host", "cuda", "jetson"], default="host")
+    p.add_argument("--batch", type=int, default=1, help="latency batch size (default 1)")
+    p.add_argument(
+        "--throughput-batch",
+        type=int,
+        default=None,
+        help="batch of a second, throughput loop (default: same loop as latency)",
+    )
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--iters", type=int, default=100)
+    p.add_argument(
+        "--min-seconds",
+        type=float,
+        default=0.0,
+        help="keep each timed loop running at least this long (energy needs seconds)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch / onnxruntime CPU threads")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--sysfs-root", default="/", help="directory standing in for / for sensors")
+    p.add_argument(
+        "--sample-interval-ms",
+        type=float,
+        default=10.0,
+        help="power sampling period (INA3221; tegrastats uses >= 100)",
+    )
+    p.add_argument(
+        "--total-rail",
+        default=None,
+        help="rail holding board power (default VDD_IN / POM_5V_IN, else sum of rails)",
+    )
+    p.add_argument("--cuda-index", type=int, default=0)
+    p.add_argument("--no-trt", action="store_true", help="skip trtexec even if available")
+    p.add_argument("--trt-fp16", action="store_true", help="trtexec --fp16")
+    p.add_argument("--remote", default=None, metavar="HOST:PORT", help="measure on a dwnas agent")
+    p.add_argument("--token-file", default=None, help="file holding the agent token")
+    p.add_argument(
+        "--remote-timeout",
+        type=float,
+        default=DEFAULT_REMOTE_TIMEOUT_S,
+        help="seconds before giving up on the agent",
+    )
+    p.set_defaults(func=_measure)
+
+
+def _add_agent(sub) -> None:
+    from dwnas.measure.agent import DEFAULT_JOB_TIMEOUT_S, DEFAULT_MAX_BYTES
+
+    p = sub.add_parser("agent", help="remote measurement agent (run on the device)")
+    asub = p.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
+    serve = asub.add_parser("serve", help="serve measurements over HTTP, token required")
+    serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    serve.add_argument("--token-file", required=True)
+    serve.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES)
+    serve.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_JOB_TIMEOUT_S,
+        help="seconds one measurement may take before it is killed",
+    )
+    serve.add_argument("--device", default="jetson", help="backend: host, cuda or jetson")
+    serve.add_argument("--sysfs-root", default="/")
+    serve.set_defaults(func=_serve)
+
+
+def register(sub) -> None:
+    _add_measure(sub)
+    _add_agent(sub)
