@@ -18,6 +18,7 @@ from dwnas.errors import DwnasError
 # Modules that register sub-commands, in the order they appear in ``dwnas --help``.
 COMMAND_MODULES = [
     "dwnas.data.commands",
+    "dwnas.measure.commands",  # measure, agent
     "dwnas.config_commands",
 ]
 
