@@ -222,3 +222,16 @@ def test_settings_validate_and_round_trip():
         MeasureSettings(iters=0)
     with pytest.raises(DwnasError, match="device"):
         MeasureSettings(device="tpu")
+
+
+def test_nvml_meter_reads_or_says_why():
+    from dwnas.measure.nvml import NvmlMeter
+
+    try:
+        meter = NvmlMeter()
+    except SensorError as exc:  # this machine: no NVIDIA driver, so no NVML library
+        assert str(exc).startswith("NVML")
+    else:
+        meter.start()
+        assert meter.stop(images=1)["energy_mj"] >= 0
+        meter.close()

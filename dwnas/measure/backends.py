@@ -98,6 +98,7 @@ class Backend(ABC):
 
     name: str = "base"
     torch_device: str = "cpu"
+    onnx_cpu_fallback = False
 
     def __init__(self, sysfs_root: str | Path = "/"):
         self.sysfs_root = Path(sysfs_root)
@@ -134,7 +135,9 @@ class Backend(ABC):
         if isinstance(model, Runner):
             return model
         if isinstance(model, str | Path):
-            return load_model(model, self.torch_device, threads, settings.channels_last)
+            return load_model(
+                model, self.torch_device, threads, settings.channels_last, self.onnx_cpu_fallback
+            )
         import torch
 
         if isinstance(model, torch.nn.Module):
@@ -160,6 +163,7 @@ class Backend(ABC):
         notes = list(self.notes)
         shape = batch_shape(input_shape, settings.batch)
         runner = self.runner(model, settings, threads)
+        notes.extend(runner.notes)
         if settings.channels_last and runner.format == "onnx":
             notes.append("channels_last does not apply to ONNX models; ignored")
         try:
@@ -380,6 +384,7 @@ class JetsonBackend(CudaBackend):
     """
 
     name = "jetson"
+    onnx_cpu_fallback = True  # Jetson onnxruntime wheels often lack CUDA; trtexec covers the GPU
 
     def __init__(self, sysfs_root: str | Path = "/", cuda_index: int = 0):
         Backend.__init__(self, sysfs_root)

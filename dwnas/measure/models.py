@@ -48,6 +48,7 @@ class Runner(ABC):
 
     format: str = ""
     fixed_batch: int | None = None  # a batch size baked into the model (static ONNX shape)
+    notes: tuple[str, ...] | list[str] = ()  # what measure.json should say about how it ran
 
     @abstractmethod
     def make_input(self, shape: tuple[int, ...], seed: int) -> Any: ...
@@ -113,13 +114,22 @@ class OnnxRunner(Runner):
 
     format = "onnx"
 
-    def __init__(self, path: Path, device: str, threads: int, info: dict):
+    def __init__(
+        self, path: Path, device: str, threads: int, info: dict, cpu_fallback: bool = False
+    ):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        self.notes: list[str] = []
+        has_cuda_provider = "CUDAExecutionProvider" in ort.get_available_providers()
+        if device.startswith("cuda") and cpu_fallback and not has_cuda_provider:
+            self.notes.append(
+                "onnxruntime has no CUDAExecutionProvider here: the ONNX model ran on the CPU"
+            )
+            device = "cpu"
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise DwnasError(
@@ -178,15 +188,25 @@ class OnnxRunner(Runner):
         }
 
 
-def load_model(path: str | Path, device: str, threads: int, channels_last: bool = False) -> Runner:
-    """Load a ``.pt`` TorchScript archive or an ``.onnx`` file; DwnasError naming the file if not."""
+def load_model(
+    path: str | Path,
+    device: str,
+    threads: int,
+    channels_last: bool = False,
+    onnx_cpu_fallback: bool = False,
+) -> Runner:
+    """Load a ``.pt`` TorchScript archive or an ``.onnx`` file; DwnasError naming the file if not.
+
+    ``onnx_cpu_fallback`` lets an ONNX model run on onnxruntime's CPU provider (with a note)
+    when a GPU device was asked for but the installed onnxruntime has no CUDA provider.
+    """
     path = Path(path)
     fmt = model_format(path)
     if not path.is_file():
         raise DwnasError(f"{path}: model file not found")
     info = file_info(path)
     if fmt == "onnx":
-        return OnnxRunner(path, device, threads, info)
+        return OnnxRunner(path, device, threads, info, cpu_fallback=onnx_cpu_fallback)
     import torch
 
     try:

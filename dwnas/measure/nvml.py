@@ -9,6 +9,7 @@ NVML; their energy comes from the INA3221 rails instead.
 from __future__ import annotations
 
 import contextlib
+import os
 
 from dwnas.measure.meters import CounterMeter, SensorError
 
@@ -37,12 +38,12 @@ class NvmlMeter(CounterMeter):
             raise SensorError(f"NVML not available: {exc}") from exc
         self._open = True
         try:
-            if uuid:
-                handle = pynvml.nvmlDeviceGetHandleByUUID(uuid)
-            else:
-                handle = pynvml.nvmlDeviceGetHandleByIndex(cuda_index)
+            handle = self._find(cuda_index, uuid)
             self.gpu_name = pynvml.nvmlDeviceGetName(handle)
             pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+        except SensorError:
+            self.close()
+            raise
         except pynvml.NVMLError_NotSupported as exc:
             self.close()
             raise SensorError(
@@ -54,6 +55,23 @@ class NvmlMeter(CounterMeter):
         self._handle = handle
         super().__init__(self._read_mj, "nvml")
 
+    def _find(self, cuda_index: int, uuid: str | None):
+        """The NVML handle of torch's device: by UUID, else by index when no renumbering applies."""
+        pynvml = self._pynvml
+        if uuid:
+            try:
+                handle = pynvml.nvmlDeviceGetHandleByUUID(uuid)
+                self.matched_by = "uuid"
+                return handle
+            except pynvml.NVMLError:
+                if os.environ.get("CUDA_VISIBLE_DEVICES"):
+                    raise SensorError(
+                        f"NVML has no device with UUID {uuid} and CUDA_VISIBLE_DEVICES renumbers "
+                        "devices, so the index cannot be trusted"
+                    ) from None
+        self.matched_by = "index"
+        return pynvml.nvmlDeviceGetHandleByIndex(cuda_index)
+
     def _read_mj(self) -> float:
         try:
             return float(self._pynvml.nvmlDeviceGetTotalEnergyConsumption(self._handle))
@@ -61,7 +79,7 @@ class NvmlMeter(CounterMeter):
             raise SensorError(f"NVML energy read failed: {exc}") from exc
 
     def describe(self) -> dict:
-        return {"source": self.source, "gpu": self.gpu_name}
+        return {"source": self.source, "gpu": self.gpu_name, "matched_by": self.matched_by}
 
     def close(self) -> None:
         if getattr(self, "_open", False):
