@@ -1,0 +1,1 @@
+"""Hardware-aware search: latency tables and predictors, evolutionary search, accuracy predictor."""

@@ -1,0 +1,242 @@
+"""Device latency tables: per-block latency over a grid of input resolutions, and a predictor.
+
+``dwnas profile`` times every block configuration of a space in each deployed form a network can
+hold it in (the forms ``dwnas transform`` exports, BN folded in both):
+
+* ``folded`` - the MBConv with its three convolutions (every block of the deep network, and the
+  non-linear blocks of the shallow one; a linear block's identity activations cost nothing);
+* ``merged`` - the single dense kxk convolution a linear block becomes in the shallow network;
+
+plus the fixed parts (stem + first block, head + pool + classifier).
+Each configuration is keyed by (stage, position: the stage's first block or a later one, kernel,
+expand) and timed at every network resolution of the grid; the predictor sums the parts of an
+architecture and interpolates linearly in pixel count between the two nearest grid resolutions.
+A table records the device and the space it was made for, and refuses to predict for others.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dwnas.errors import DwnasError
+from dwnas.io import read_json, write_json
+
+FORMS = ("deep", "shallow")
+FORMAT = "dwnas-latency-table"
+
+
+def spatial_sizes(space, resolution: int) -> list[tuple[int, int]]:
+    """(input, output) feature-map side of each stage at a network ``resolution``."""
+    side = -(-resolution // 2)  # the stem has stride 2
+    sizes = []
+    for st in space.stages:
+        out = -(-side // st.stride)
+        sizes.append((side, out))
+        side = out
+    return sizes
+
+
+def block_key(stage: int, first: bool, kernel: int, expand: int, form: str) -> str:
+    return f"s{stage}.{'first' if first else 'rest'}.k{kernel}.e{expand}.{form}"
+
+
+@dataclass
+class LatencyTable:
+    device: str
+    space_fingerprint: str
+    grid: list[int]
+    entries: dict[str, dict[str, float]]
+    device_description: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+
+    # -- persistence ----------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "device": self.device, "space_fingerprint": self.space_fingerprint,
+                "grid": self.grid, "entries": self.entries,
+                "device_description": self.device_description, "settings": self.settings}
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path, space=None, device: str | None = None) -> LatencyTable:
+        """Read a table; refuse one made for another space or device, naming both."""
+        data = read_json(path)
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise DwnasError(f"{path}: not a dwnas latency table")
+        table = cls(data["device"], data["space_fingerprint"], [int(r) for r in data["grid"]],
+                    data["entries"], data.get("device_description", {}), data.get("settings", {}))
+        if space is not None and space.fingerprint() != table.space_fingerprint:
+            raise DwnasError(f"{path}: latency table of another search space (table "
+                             f"{table.space_fingerprint}, space {space.fingerprint()}); re-run "
+                             "`dwnas profile` for this space")
+        if device is not None and device != table.device:
+            raise DwnasError(f"{path}: latency table made on device {table.device!r}, not "
+                             f"{device!r}; profile the target device")
+        return table
+
+    # -- prediction -----------------------------------------------------------------------------
+    def _at(self, key: str, resolution: int) -> float:
+        grid = self.grid
+        if not grid[0] <= resolution <= grid[-1]:
+            raise DwnasError(f"resolution {resolution} is outside the latency table's grid "
+                             f"[{grid[0]}, {grid[-1]}]")
+        try:
+            if resolution in grid:
+                return self.entries[str(resolution)][key]
+            hi = bisect.bisect_left(grid, resolution)
+            r0, r1 = grid[hi - 1], grid[hi]
+            t = (resolution**2 - r0**2) / (r1**2 - r0**2)
+            v0, v1 = self.entries[str(r0)][key], self.entries[str(r1)][key]
+        except KeyError as exc:
+            raise DwnasError(f"latency table has no entry {exc.args[0]!r} at {resolution} px: it "
+                             "does not cover this architecture's space") from None
+        return v0 + t * (v1 - v0)
+
+    def predict(self, arch, form: str = "shallow") -> float:
+        """Predicted end-to-end latency (ms) of ``arch`` in ``form`` (deep or shallow)."""
+        if form not in FORMS:
+            raise DwnasError(f"latency form {form!r}: use one of {FORMS}")
+        r = arch.resolution
+        overhead = float(self.settings.get("call_overhead_ms", 0.0))
+        parts = [self._at("stem", r), self._at("head", r)]
+        for s, stage in enumerate(arch.stages):
+            for b, block in enumerate(stage):
+                merged = form == "shallow" and block.linear
+                key = block_key(s, b == 0, block.kernel, block.expand, "merged" if merged else "folded")
+                parts.append(self._at(key, r))
+        # every entry was timed as its own call; the network pays the call overhead only once
+        return sum(parts) - overhead * (len(parts) - 1)
+
+
+# -- profiling -------------------------------------------------------------------------------------
+def _fixed_modules(space, num_classes: int):
+    """(stem + first block, head + pool + classifier), deployed (BN folded) as the exports are."""
+    from torch import nn
+
+    from dwnas.nn.static import ConvBNReLU6, StaticMBConv, init_weights
+    from dwnas.transform.fuse import deploy_block, deploy_conv_bn_relu6
+
+    fb = space.first_block
+    stem_conv = ConvBNReLU6(3, space.stem_out, 3, stride=2)
+    first = StaticMBConv(space.stem_out, space.first_out, fb.kernel, 1, fb.expand)
+    head_conv = ConvBNReLU6(space.stage_out(len(space.stages) - 1), space.head_out, 1)
+    classifier = nn.Linear(space.head_out, num_classes)
+    for module in (stem_conv, first, head_conv, classifier):
+        init_weights(module)
+        module.eval()
+    stem = nn.Sequential(deploy_conv_bn_relu6(stem_conv), deploy_block(first)).eval()
+    head = nn.Sequential(deploy_conv_bn_relu6(head_conv), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         classifier).eval()
+    return stem, head
+
+
+def profile_space(space, device: str, measure, grid: list[int], num_classes: int,
+                  progress_desc: str = "profile") -> LatencyTable:
+    """Time every block configuration of ``space`` at every grid resolution.
+
+    ``measure(module, input_shape) -> median ms`` does the timing (the measurement backend).
+    """
+    from dwnas.nn.static import StaticMBConv, init_weights
+    from dwnas.progress import progress
+    from dwnas.transform.fuse import deploy_block, merge_block
+
+    stem, head = _fixed_modules(space, num_classes)
+    jobs = []
+    for r in grid:
+        sizes = spatial_sizes(space, r)
+        last = space.stage_out(len(space.stages) - 1)
+        jobs.append((r, "stem", stem, (3, r, r)))
+        jobs.append((r, "head", head, (last, sizes[-1][1], sizes[-1][1])))
+        for s, st in enumerate(space.stages):
+            for first in (True, False):
+                if not first and max(st.depths) < 2:
+                    continue
+                cin = space.stage_in(s) if first else space.stage_out(s)
+                side = sizes[s][0] if first else sizes[s][1]
+                stride = st.stride if first else 1
+                for k in st.kernels:
+                    for e in st.expands:
+                        deep = StaticMBConv(cin, space.stage_out(s), k, stride, e, linear=False)
+                        linear = StaticMBConv(cin, space.stage_out(s), k, stride, e, linear=True)
+                        for block in (deep, linear):
+                            init_weights(block)
+                            block.eval()
+                        shape = (cin, side, side)
+                        jobs.append((r, block_key(s, first, k, e, "folded"), deploy_block(deep), shape))
+                        jobs.append((r, block_key(s, first, k, e, "merged"), merge_block(linear), shape))
+    from torch import nn
+
+    entries: dict[str, dict[str, float]] = {str(r): {} for r in grid}
+    overhead = float(measure(nn.Identity(), (1, 1, 1)))
+    for r, key, module, shape in progress(jobs, desc=progress_desc):
+        entries[str(r)][key] = float(measure(module, shape))
+    return LatencyTable(device, space.fingerprint(), sorted(grid), entries,
+                        settings={"call_overhead_ms": overhead})
+
+
+def fidelity(table: LatencyTable, space, measure, num_classes: int, n_archs: int, seed: int,
+             progress_desc: str = "fidelity") -> dict:
+    """Predicted vs measured end-to-end latency of ``n_archs`` random archs, deep and shallow."""
+    import random
+
+    from dwnas.nn.static import build_static
+    from dwnas.progress import progress
+    from dwnas.transform.network import fold_deep, transform
+
+    rng = random.Random(f"fidelity:{seed}")
+    lo, hi = table.grid[0], table.grid[-1]
+    resolutions = [r for r in space.resolutions() if lo <= r <= hi]
+    rows = []
+    for i in progress(range(n_archs), desc=progress_desc):
+        arch = space.sample(rng).with_resolution(rng.choice(resolutions))
+        deep = build_static(space, arch, num_classes).eval()
+        nets = {"deep": fold_deep(deep), "shallow": transform(deep)}
+        for form, net in nets.items():
+            measured = float(measure(net, (3, arch.resolution, arch.resolution)))
+            predicted = table.predict(arch, form)
+            rows.append({"arch_index": i, "form": form, "resolution": arch.resolution,
+                         "num_linear": arch.num_linear, "predicted_ms": predicted,
+                         "measured_ms": measured,
+                         "error": (predicted - measured) / measured, "arch": arch.to_dict()})
+    summary = {}
+    for form in ("deep", "shallow", "all"):
+        errs = [abs(r["error"]) for r in rows if form == "all" or r["form"] == form]
+        summary[form] = {"mape": sum(errs) / len(errs), "within_10pct": sum(e <= 0.10 for e in errs) / len(errs),
+                         "n": len(errs)}
+    return {"device": table.device, "archs": n_archs, "summary": summary, "rows": rows}
+
+
+def plot_fidelity(result: dict, path: str | Path) -> None:
+    """Scatter of predicted vs measured latency, deep and shallow, with the +-10% band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dwnas.io import atomic_path
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    values = [r["measured_ms"] for r in result["rows"]] + [r["predicted_ms"] for r in result["rows"]]
+    lo, hi = min(values) * 0.9, max(values) * 1.1
+    ax.plot([lo, hi], [lo, hi], color="black", lw=1, label="predicted = measured")
+    ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="grey", alpha=0.2,
+                    label="±10%")
+    for form, marker in (("deep", "o"), ("shallow", "^")):
+        rows = [r for r in result["rows"] if r["form"] == form]
+        s = result["summary"][form]
+        ax.scatter([r["measured_ms"] for r in rows], [r["predicted_ms"] for r in rows], marker=marker,
+                   s=22, label=f"{form}: MAPE {100 * s['mape']:.1f}%, {100 * s['within_10pct']:.0f}% within ±10%")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("measured latency (ms, batch 1)")
+    ax.set_ylabel("latency-table prediction (ms)")
+    ax.set_title(f"Latency table fidelity on {result['device']} ({result['archs']} random archs)")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=120)
+    plt.close(fig)

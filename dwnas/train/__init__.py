@@ -1,0 +1,1 @@
+"""Hybrid transformable supernet training and arbitrary-resolution elastic training."""

@@ -1,0 +1,162 @@
+"""Latency tables, budgets, the evolutionary search and the accuracy predictor."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from dwnas.errors import DwnasError
+from dwnas.search.accuracy import RidgePredictor, encode, rank_correlation
+from dwnas.search.budgets import budget_labels, resolve_budgets
+from dwnas.search.evolution import EvolutionarySearch, SearchSettings
+from dwnas.search.latency import LatencyTable, profile_space, spatial_sizes
+from dwnas.space import Space
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = yaml.safe_load((REPO / "params/smoke.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def space() -> Space:
+    return Space.from_params(SMOKE["space"])
+
+
+def macs_cost(module, shape) -> float:
+    """A deterministic stand-in for a timer: the module's multiply-accumulates (plus a call cost)."""
+    from dwnas.nn.counters import count
+
+    if not any(True for _ in module.parameters()):
+        return 0.01
+    return 0.01 + count(module, shape[-1], in_channels=shape[0]).macs / 1e6
+
+
+@pytest.fixture(scope="module")
+def table(space) -> LatencyTable:
+    return profile_space(space, "host", macs_cost, [32, 40], num_classes=4)
+
+
+def test_table_covers_every_block_form(space, table):
+    keys = table.entries["32"]
+    blocks = sum(len(st.kernels) * len(st.expands) * (2 if max(st.depths) > 1 else 1)
+                 for st in space.stages)
+    assert len(keys) == 2 + 2 * blocks  # stem, head; folded + merged per configuration
+    assert table.settings["call_overhead_ms"] == pytest.approx(0.01)
+
+
+def test_prediction_sums_parts_and_interpolates(space, table):
+    arch = space.largest().with_resolution(32)
+    assert table.predict(arch, "deep") > 0
+    mid = arch.with_resolution(36)
+    lo, hi = table.predict(arch, "deep"), table.predict(arch.with_resolution(40), "deep")
+    assert lo < table.predict(mid, "deep") < hi
+    deep_only = arch  # largest is all non-linear: both forms are the same network
+    assert table.predict(deep_only, "shallow") == pytest.approx(table.predict(deep_only, "deep"))
+
+
+def test_shallow_prediction_uses_merged_entries(space, table):
+    from dwnas.space import Arch, BlockArch
+
+    small = space.smallest().with_resolution(32)
+    linear = Arch(tuple(tuple(BlockArch(b.kernel, b.expand, True) for b in st) for st in small.stages), 32)
+    expected = table.predict(linear, "deep")
+    for s, stage in enumerate(linear.stages):
+        for b, block in enumerate(stage):
+            key = f"s{s}.{'first' if b == 0 else 'rest'}.k{block.kernel}.e{block.expand}"
+            expected += table.entries["32"][f"{key}.merged"] - table.entries["32"][f"{key}.folded"]
+    assert table.predict(linear, "shallow") == pytest.approx(expected)
+
+
+def test_table_refuses_other_space_device_and_resolution(space, table, tmp_path):
+    path = tmp_path / "lut.json"
+    table.save(path)
+    assert LatencyTable.load(path, space, "host").entries == table.entries
+    other = dict(SMOKE["space"], head_channels=48)
+    with pytest.raises(DwnasError, match="latency table of another search space"):
+        LatencyTable.load(path, Space.from_params(other), "host")
+    with pytest.raises(DwnasError, match="made on device 'host', not 'jetson'"):
+        LatencyTable.load(path, space, "jetson")
+    with pytest.raises(DwnasError, match="outside the latency table's grid"):
+        table.predict(space.largest().with_resolution(48))
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    with pytest.raises(DwnasError, match="not a dwnas latency table"):
+        LatencyTable.load(tmp_path / "bad.json")
+
+
+def test_spatial_sizes_match_the_network(space):
+    from dwnas.nn.static import build_static
+
+    arch = space.largest()  # the network does not depend on the arch's resolution; feed 37 px
+    net = build_static(space, arch, 4).eval()
+    sizes, x = [], torch.zeros(1, 3, 37, 37)
+    for layer in net.features[:2]:
+        x = layer(x)
+    i = 2
+    for stage in arch.stages:
+        before = x.shape[-1]
+        for _ in stage:
+            x = net.features[i](x)
+            i += 1
+        sizes.append((before, x.shape[-1]))
+    assert spatial_sizes(space, 37) == sizes
+
+
+def test_budget_labels_and_resolution():
+    assert budget_labels({"unit": "fraction", "values": [0.4, 0.65]}) == ["40pct", "65pct"]
+    assert budget_labels({"unit": "ms", "values": [2.5, 10]}) == ["2.5ms", "10ms"]
+    assert resolve_budgets({"unit": "fraction", "values": [0.5]}, 8.0) == {"50pct": 4.0}
+    with pytest.raises(DwnasError, match="search.budgets.unit"):
+        budget_labels({"unit": "s", "values": [1]})
+
+
+def toy_accuracy(arch) -> float:
+    """Bigger is better, linear blocks cost a little: a known landscape for the search."""
+    return sum(b.kernel * b.expand - 2 * b.linear for b in arch.blocks) + arch.resolution / 10
+
+
+def _search(space, table, mode="double-win", seed=0):
+    settings = SearchSettings(population=12, generations=6, seed=seed)
+    return EvolutionarySearch(space, toy_accuracy, lambda a: table.predict(a, "shallow"),
+                              settings, mode)
+
+
+def test_search_meets_budget_and_is_deterministic(space, table):
+    largest = table.predict(space.largest(), "deep")
+    budget = 0.7 * largest
+    first = _search(space, table).run(budget)
+    again = _search(space, table).run(budget)
+    assert first.arch == again.arch
+    assert table.predict(first.arch, "shallow") <= budget
+    assert space.contains(first.arch)
+    rng = random.Random(1)
+    feasible = [a for a in (space.sample(rng) for _ in range(200))
+                if table.predict(a, "shallow") <= budget]
+    assert first.accuracy >= sorted(map(toy_accuracy, feasible))[len(feasible) // 2]
+
+
+def test_deep_only_mode_keeps_every_block_non_linear(space, table):
+    result = _search(space, table, mode="deep-only").run(table.predict(space.largest(), "deep"))
+    assert result.arch.num_linear == 0
+
+
+def test_infeasible_budget_is_reported_not_searched(space, table):
+    with pytest.raises(DwnasError, match=r"latency budget 1e-06 ms is infeasible .* predicted at"):
+        _search(space, table).run(1e-6)
+
+
+def test_bad_search_settings():
+    with pytest.raises(DwnasError, match="search.population: must be >= 2"):
+        SearchSettings(population=1).check()
+
+
+def test_ridge_predictor_ranks_a_known_landscape(space):
+    rng = random.Random(0)
+    archs = [space.sample(rng) for _ in range(80)]
+    accs = [toy_accuracy(a) for a in archs]
+    predictor = RidgePredictor.fit(space, archs[:60], accs[:60], l2=1e-4)
+    held = [predictor.predict(space, a) for a in archs[60:]]
+    assert rank_correlation(held, accs[60:]) > 0.8
+    assert encode(space, archs[0]).shape == encode(space, archs[1]).shape
