@@ -1,0 +1,1 @@
+"""Paper tables and figures, regenerated from the tracked runs (MLflow) and the stages' JSON."""
