@@ -12,13 +12,18 @@ import argparse
 import importlib
 import sys
 
-from dwnas import __version__
+from dwnas import __version__, track
 from dwnas.errors import DwnasError
 
 # Modules that register sub-commands, in the order they appear in ``dwnas --help``.
 COMMAND_MODULES = [
     "dwnas.data.commands",
+    "dwnas.nn.commands",  # supernet init
+    "dwnas.train.commands",  # train supernet / elastic / sweep
+    "dwnas.search.commands",  # profile, search
+    "dwnas.transform.commands",  # transform
     "dwnas.measure.commands",  # measure, agent
+    "dwnas.report.commands",  # report
     "dwnas.config_commands",
 ]
 
@@ -30,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         "deep-to-shallow transform, latency/energy measurement, report.",
     )
     parser.add_argument("--version", action="version", version=f"dwnas {__version__}")
+    parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra MLflow tag on this stage's run, e.g. --tag method=double-win "
+                        "(repeatable; the pipeline tags method, budget, device, form)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -40,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        track.set_extra_tags(args.tag)
         result = args.func(args)
     except DwnasError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -23,6 +23,19 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_URI = "sqlite:///results/mlflow.db"
+_EXTRA_TAGS: dict[str, str] = {}
+
+
+def set_extra_tags(pairs: list[str]) -> None:
+    """Tags (``KEY=VALUE``) added to every stage run of this process, as ``dwnas.KEY``."""
+    from dwnas.errors import DwnasError
+
+    _EXTRA_TAGS.clear()
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise DwnasError(f"--tag {pair!r}: expected KEY=VALUE")
+        _EXTRA_TAGS[f"dwnas.{key}"] = value
 
 
 def enabled() -> bool:
@@ -123,6 +136,7 @@ def stage_run(stage: str, params: Mapping[str, Any] | None = None) -> Iterator[S
         "dwnas.git_commit": git_commit(),
         "dwnas.device": device_description(),
     }
+    tags.update(_EXTRA_TAGS)
     if os.environ.get("DWNAS_PARAMS_HASH"):
         tags["dwnas.params_hash"] = os.environ["DWNAS_PARAMS_HASH"]
     if parent:
@@ -149,3 +163,26 @@ def log_stage(
         for path in artifacts:
             run.log_artifact(path)
         return run.run_id
+
+
+def start_pipeline_run(experiment: str, params: Mapping[str, Any], params_file: str) -> str | None:
+    """The parent run of one pipeline invocation; stage runs nest under it (DWNAS_PARENT_RUN_ID)."""
+    if not enabled():
+        return None
+    mlflow = _mlflow()
+    mlflow.set_experiment(experiment)
+    client = mlflow.MlflowClient()
+    exp = mlflow.get_experiment_by_name(experiment)
+    run = client.create_run(exp.experiment_id, run_name="pipeline", tags={
+        "dwnas.stage": "pipeline", "dwnas.git_commit": git_commit(),
+        "dwnas.device": device_description(), "dwnas.params_file": params_file,
+        "dwnas.params_hash": os.environ.get("DWNAS_PARAMS_HASH", ""),
+    })
+    for key, value in flatten(params).items():
+        client.log_param(run.info.run_id, key, json.dumps(value) if isinstance(value, list) else str(value))
+    return run.info.run_id
+
+
+def end_pipeline_run(run_id: str | None, status: str) -> None:
+    if run_id and enabled():
+        _mlflow().MlflowClient().set_terminated(run_id, status=status)
