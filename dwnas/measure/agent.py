@@ -224,7 +224,10 @@ class AgentHandler(BaseHTTPRequestHandler):
         except RequestRejected as exc:
             self._reply(exc.status, {"error": str(exc)})
             return
-        body = self.rfile.read(length)
+        try:
+            body = self.rfile.read(length)
+        except OSError:  # the client stalled past ``timeout`` or reset the connection
+            body = b""
         if len(body) != length:
             self.close_connection = True  # the client went away mid-body
             return
