@@ -1,0 +1,31 @@
+"""Deep-to-shallow transform: BN folding, block merging, verification, TorchScript / ONNX export.
+
+See docs/transform.md. Names are imported lazily so that ``dwnas --help`` does not import torch.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "transform": "dwnas.transform.network",
+    "fold_deep": "dwnas.transform.network",
+    "to_deploy": "dwnas.transform.network",
+    "fuse_conv_bn": "dwnas.transform.fuse",
+    "merged_kernel_bias": "dwnas.transform.fuse",
+    "merge_block": "dwnas.transform.fuse",
+    "deploy_block": "dwnas.transform.fuse",
+    "VerifyReport": "dwnas.transform.verification",
+    "randomize_bn_": "dwnas.transform.verification",
+    "verify": "dwnas.transform.verification",
+    "verify_transform": "dwnas.transform.verification",
+    "export_torchscript": "dwnas.transform.export",
+    "export_onnx": "dwnas.transform.export",
+    "verify_onnx": "dwnas.transform.export",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'dwnas.transform' has no attribute {name!r}")

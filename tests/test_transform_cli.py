@@ -1,0 +1,124 @@
+"""``dwnas transform``: files and keys on success; exit 2, a clear message and no output on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dwnas.cli import main
+from dwnas.space import Arch, BlockArch
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = str(REPO / "params/smoke.yaml")
+KEYS = {"max_abs_err", "max_rel_err", "layers_deep", "layers_shallow", "params_deep",
+        "params_shallow", "macs_deep", "macs_shallow", "resolution", "arch"}
+FILES = {"deep.pt", "shallow.pt", "deep.onnx", "shallow.onnx", "transform.json"}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "supernet.pt"
+    assert main(["supernet", "init", "--params", SMOKE, "--num-classes", "4", "--out", str(path)]) == 0
+    return path
+
+
+def write_arch(path: Path, arch: Arch | str) -> Path:
+    path.write_text(arch if isinstance(arch, str) else arch.to_json(indent=2))
+    return path
+
+
+MIXED = Arch(((BlockArch(3, 6, True), BlockArch(5, 3, False)), (BlockArch(5, 6, True),)), 36)
+
+
+def test_success_writes_every_file_with_the_keys(tmp_path, checkpoint, capsys, tracking_on):
+    import mlflow
+
+    arch_path = write_arch(tmp_path / "arch.json", MIXED)
+    out = tmp_path / "out"
+    assert main(["transform", "--arch", str(arch_path), "--checkpoint", str(checkpoint),
+                 "--out", str(out), "--params", SMOKE, "--resolutions", "36", "33"]) == 0
+    assert {p.name for p in out.iterdir()} == FILES
+    summary = json.loads((out / "transform.json").read_text())
+    assert set(summary) >= KEYS
+    assert Arch.from_dict(summary["arch"]) == MIXED and summary["resolution"] == 36
+    assert summary["max_rel_err"] <= 1e-5
+    assert summary["layers_shallow"] == summary["layers_deep"] - 2 * 2  # two linear blocks merged
+    assert summary["macs_shallow"] < summary["macs_deep"]
+    assert [r["resolution"] for r in summary["verify"]["shallow"]["per_resolution"]] == [36, 33]
+    assert all(summary["exports"][name]["max_rel_err"] <= 1e-5 for name in FILES - {"transform.json"})
+    assert "depth 14 -> 10" in capsys.readouterr().out
+
+    mlflow.set_tracking_uri(tracking_on)
+    runs = mlflow.search_runs(experiment_names=["dwnas"])
+    assert list(runs["tags.dwnas.stage"]) == ["transform"]
+    assert runs["metrics.max_rel_err"].iloc[0] == summary["max_rel_err"]
+    assert runs["metrics.layers_shallow"].iloc[0] == 10
+
+    # the TorchScript archives load and run in a process that never imports dwnas
+    script = (
+        "import sys, warnings, torch\n"
+        "warnings.simplefilter('ignore')\n"
+        "torch.set_num_threads(1)\n"
+        "x = torch.randn(2, 3, 40, 40)\n"
+        f"deep = torch.jit.load({str(out / 'deep.pt')!r})(x)\n"
+        f"shallow = torch.jit.load({str(out / 'shallow.pt')!r})(x)\n"
+        "assert not any(m.startswith('dwnas') for m in sys.modules)\n"
+        "print(float((deep - shallow).abs().max() / deep.abs().max()))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) <= 1e-5
+
+
+@pytest.mark.parametrize(
+    ("arch_text", "extra", "message"),
+    [
+        ("{not json", [], "not valid JSON"),
+        ('{"stages": [], "resolution": 32, "extra": 1}', [], "arch.json: invalid architecture:\n  extra: unknown key"),
+        (MIXED.to_json().replace('"kernel": 5', '"kernel": 7', 1), [],
+         "stages[0][1].kernel: 7 not allowed (allowed: [3, 5])"),
+        (Arch(MIXED.stages[:1], 36).to_json(), [], "arch has 1 stage(s), the space has 2"),
+        (MIXED.with_resolution(37).to_json(), [], "resolution: 37 not allowed"),
+        (None, [], "file not found"),
+        (MIXED.to_json(), ["--params", str(REPO / "params/default.yaml")],
+         "checkpoint of another search space"),
+        (MIXED.to_json(), ["--tolerance", "1e-12"], "above --tolerance 1e-12; nothing written"),
+    ],
+    ids=["bad-json", "unknown-key", "kernel-outside", "stage-count", "resolution", "missing-arch",
+         "other-space", "tolerance"],
+)
+def test_bad_input_exits_2_with_a_message_and_writes_nothing(
+        tmp_path, checkpoint, capsys, arch_text, extra, message):
+    arch_path = tmp_path / "arch.json"
+    if arch_text is not None:
+        arch_path.write_text(arch_text)
+    out = tmp_path / "out"
+    code = main(["transform", "--arch", str(arch_path), "--checkpoint", str(checkpoint),
+                 "--out", str(out), *extra])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_bad_checkpoints_exit_2(tmp_path, capsys):
+    arch_path = write_arch(tmp_path / "arch.json", MIXED)
+    notes = tmp_path / "notes.pt"
+    notes.write_text("hello")
+    plain = tmp_path / "plain.pt"
+    torch.save({"weights": torch.zeros(1)}, plain)
+    for path, message in ((tmp_path / "none.pt", "checkpoint not found"),
+                          (notes, "not a dwnas supernet checkpoint"),
+                          (plain, "not a dwnas supernet checkpoint")):
+        out = tmp_path / "out"
+        assert main(["transform", "--arch", str(arch_path), "--checkpoint", str(path),
+                     "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err
+        assert not out.exists()
