@@ -105,30 +105,30 @@ class Arch:
         if not isinstance(data, dict):
             raise DwnasError(f"{source}: must be a JSON object with 'stages' and 'resolution', "
                              f"got {type(data).__name__}")
-        problems = [f"{source}.{key}: unknown key" for key in sorted(set(data) - {"stages", "resolution"})]
-        problems += [f"{source}.{key}: missing required key"
+        problems = [f"{key}: unknown key" for key in sorted(set(data) - {"stages", "resolution"})]
+        problems += [f"{key}: missing required key"
                      for key in ("stages", "resolution") if key not in data]
         resolution = data.get("resolution")
         if "resolution" in data and not _is_int(resolution):
-            problems.append(f"{source}.resolution: must be an integer (got {json.dumps(resolution)})")
+            problems.append(f"resolution: must be an integer (got {json.dumps(resolution)})")
         stages_data = data.get("stages")
         stages: list[tuple[BlockArch, ...]] = []
         if "stages" in data and not isinstance(stages_data, list):
-            problems.append(f"{source}.stages: must be a list of stages (got {json.dumps(stages_data)})")
+            problems.append(f"stages: must be a list of stages (got {json.dumps(stages_data)})")
         elif isinstance(stages_data, list):
             for s, stage in enumerate(stages_data):
                 if not isinstance(stage, list):
-                    problems.append(f"{source}.stages[{s}]: must be a list of blocks")
+                    problems.append(f"stages[{s}]: must be a list of blocks")
                     continue
                 blocks = []
                 for b, block in enumerate(stage):
-                    where = f"{source}.stages[{s}][{b}]"
+                    where = f"stages[{s}][{b}]"
                     parsed = _parse_block(block, where, problems)
                     if parsed is not None:
                         blocks.append(parsed)
                 stages.append(tuple(blocks))
         if problems:
-            raise DwnasError("invalid architecture:\n  " + "\n  ".join(problems))
+            raise DwnasError(f"{source}: invalid architecture:\n  " + "\n  ".join(problems))
         return cls(tuple(stages), int(resolution))
 
     @classmethod
