@@ -7,13 +7,23 @@
 import os
 from pathlib import Path
 
-from dwnas.config import params_hash, validate_params
+from snakemake.exceptions import WorkflowError
+
+from dwnas.config import check_paths, params_hash, validate_params
+from dwnas.errors import DwnasError
 
 
-configfile: "params/default.yaml"
+if not workflow.overwrite_configfiles:  # --configfile replaces the default, never merges into it
+
+    configfile: str(Path(workflow.basedir, "params/default.yaml"))
 
 
-validate_params(config, " + ".join(str(p) for p in workflow.overwrite_configfiles) or "params/default.yaml")
+PARAMS_FILE = " + ".join(str(p) for p in workflow.overwrite_configfiles) or "params/default.yaml"
+try:  # bad params stop the run before any rule starts, with the key path named
+    validate_params(config, PARAMS_FILE)
+    check_paths(config)
+except DwnasError as exc:
+    raise WorkflowError(str(exc)) from None
 
 NAME = config["name"]
 R = f"results/{NAME}"
@@ -21,18 +31,51 @@ os.environ["DWNAS_EXPERIMENT"] = f"dwnas-{NAME}"
 os.environ["DWNAS_PARAMS_HASH"] = params_hash(config)
 
 
+onstart:
+    from dwnas import track
+
+    parent = track.start_pipeline_run(f"dwnas-{NAME}", config, PARAMS_FILE)
+    if parent:
+        os.environ["DWNAS_PARENT_RUN_ID"] = parent
+
+
+onsuccess:
+    from dwnas import track
+
+    track.end_pipeline_run(os.environ.get("DWNAS_PARENT_RUN_ID"), "FINISHED")
+
+
+onerror:
+    from dwnas import track
+
+    track.end_pipeline_run(os.environ.get("DWNAS_PARENT_RUN_ID"), "FAILED")
+
+
+PACKAGE = Path(workflow.basedir, "dwnas")
+
+
 def package_code(*parts):
-    """The package sources a rule runs, declared as inputs so that editing them re-runs it."""
+    """The package sources a rule runs, declared as inputs so that editing them re-runs it
+    (relative to the Snakefile, so `snakemake -d elsewhere` works)."""
     files = []
     for part in parts:
-        path = Path("dwnas", part)
+        path = PACKAGE / part
         files += sorted(str(p) for p in path.rglob("*.py")) if path.is_dir() else [str(path)]
     return files
 
 
 include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/search.smk"
+include: "workflow/rules/transform.smk"
 
 
 rule all:
     input:
-        f"{R}/data/prepared",
+        report=f"{R}/report/summary.json",
+        measures=expand(f"{R}/measure/{{mode}}/{{budget}}/{{device}}/{{form}}.json", mode=MODES,
+                        budget=BUDGETS, device=DEVICES, form=["deep", "shallow"]),
+    default_target: True
+
+
+include: "workflow/rules/report.smk"

@@ -126,3 +126,14 @@ def params_hash(params: dict) -> str:
     """A short stable hash of a params mapping, for run tags and cache keys."""
     blob = json.dumps(params, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def check_paths(params: dict) -> None:
+    """Inputs a run needs that a schema cannot see: the raw ImageNet root must exist."""
+    data = params["data"]
+    if data["source"] == "imagenet":
+        root = data["root"]
+        if not root:
+            raise DwnasError("data.root: required when data.source is imagenet")
+        if not Path(root).is_dir():
+            raise DwnasError(f"data.root: {root} does not exist (point it at your ILSVRC2012 tree)")

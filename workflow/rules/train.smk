@@ -1,0 +1,101 @@
+# Training: hybrid transformable supernet training, then arbitrary-resolution elastic training,
+# then accuracy-vs-resolution sweeps of both checkpoints (the report's elastic figure).
+import json
+
+TRAIN = config["train"]
+EVAL = TRAIN["eval"]
+TRAIN_CODE = package_code("train", "nn", "space.py", "data/loaders.py", "io.py")
+
+
+def eval_flags():
+    flags = f"--calib-images {EVAL['calib_images']} --eval-batch {EVAL['batch_size']}"
+    if EVAL["val_images"]:
+        flags += f" --val-images {EVAL['val_images']}"
+    return flags
+
+
+rule train_supernet:
+    input:
+        prepared=f"{R}/data/prepared",
+        code=TRAIN_CODE,
+    output:
+        ckpt=f"{R}/supernet/supernet.pt",
+        summary=f"{R}/supernet/summary.json",
+    params:
+        recipe=json.dumps(TRAIN["supernet"]),
+        space=json.dumps(config["space"]),
+        resolution=TRAIN["supernet"]["resolution"],
+        seed=config["seed"],
+        workers=config["data"]["workers"],
+        eval=eval_flags(),
+    threads: workflow.cores
+    resources:
+        gpu=TRAIN["supernet"]["nproc"],
+    log:
+        f"{R}/logs/train_supernet.log",
+    benchmark:
+        f"{R}/benchmarks/train_supernet.tsv"
+    shell:
+        "dwnas train supernet --prepared {input.prepared} --space {params.space:q}"
+        " --recipe {params.recipe:q} --resolution {params.resolution} --seed {params.seed}"
+        " --workers {params.workers} {params.eval} --nproc {resources.gpu}"
+        " --out {output.ckpt} --summary {output.summary} > {log} 2>&1"
+
+
+rule train_elastic:
+    input:
+        prepared=f"{R}/data/prepared",
+        init=f"{R}/supernet/supernet.pt",
+        code=TRAIN_CODE,
+    output:
+        ckpt=f"{R}/elastic/elastic.pt",
+        summary=f"{R}/elastic/summary.json",
+    params:
+        recipe=json.dumps(TRAIN["elastic"]),
+        lo=TRAIN["elastic"]["resolution"]["min"],
+        hi=TRAIN["elastic"]["resolution"]["max"],
+        seed=config["seed"],
+        workers=config["data"]["workers"],
+        eval=eval_flags(),
+    threads: workflow.cores
+    resources:
+        gpu=TRAIN["elastic"]["nproc"],
+    log:
+        f"{R}/logs/train_elastic.log",
+    benchmark:
+        f"{R}/benchmarks/train_elastic.tsv"
+    shell:
+        "dwnas train elastic --prepared {input.prepared} --init {input.init}"
+        " --recipe {params.recipe:q} --resolution-min {params.lo} --resolution-max {params.hi}"
+        " --seed {params.seed} --workers {params.workers} {params.eval} --nproc {resources.gpu}"
+        " --out {output.ckpt} --summary {output.summary} > {log} 2>&1"
+
+
+SWEEP_CHECKPOINTS = {"non-elastic": f"{R}/supernet/supernet.pt", "elastic": f"{R}/elastic/elastic.pt"}
+
+
+rule train_sweep:
+    input:
+        ckpt=lambda wc: SWEEP_CHECKPOINTS[wc.label],
+        prepared=f"{R}/data/prepared",
+        code=TRAIN_CODE,
+    output:
+        f"{R}/sweep/{{label}}.json",
+    wildcard_constraints:
+        label="elastic|non-elastic",
+    params:
+        resolutions="{}:{}:{}".format(
+            TRAIN["elastic"]["resolution"]["min"],
+            TRAIN["elastic"]["resolution"]["max"],
+            EVAL["sweep_step"],
+        ),
+        seed=config["seed"],
+        eval=eval_flags(),
+    log:
+        f"{R}/logs/train_sweep_{{label}}.log",
+    benchmark:
+        f"{R}/benchmarks/train_sweep_{{label}}.tsv"
+    shell:
+        "dwnas train sweep --checkpoint {input.ckpt} --prepared {input.prepared}"
+        " --resolutions {params.resolutions} --label {wildcards.label} --seed {params.seed}"
+        " {params.eval} --out {output} > {log} 2>&1"
