@@ -14,7 +14,8 @@ from torch import Tensor, nn
 
 
 class ShiftedReLU6(nn.Module):
-    """``relu6(x + shift) - shift`` per channel, written as ``clamp(x, -shift, 6 - shift)``."""
+    """``relu6(x + shift) - shift`` per channel, written as ``clamp(x, -shift, 6 - shift)``, in place
+    (it always follows a convolution)."""
 
     def __init__(self, shift: Tensor):
         super().__init__()
@@ -23,7 +24,7 @@ class ShiftedReLU6(nn.Module):
         self.register_buffer("high", 6.0 - shift)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.clamp(x, self.low, self.high)
+        return torch.clamp_(x, self.low, self.high)  # in place: x is a conv's fresh output
 
     def config(self) -> dict:
         return {"type": "ShiftedReLU6", "channels": self.low.shape[1]}

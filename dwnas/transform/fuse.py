@@ -88,8 +88,8 @@ def deploy_block(block: StaticMBConv) -> DeployMBConv:
         act1, act2 = nn.Identity(), nn.Identity()
     else:
         border = b1.clamp(0.0, 6.0)
-        act1 = ShiftedReLU6(border) if bool((border != 0).any()) else nn.ReLU6()
-        act2 = nn.ReLU6()
+        act1 = ShiftedReLU6(border) if bool((border != 0).any()) else nn.ReLU6(inplace=True)
+        act2 = nn.ReLU6(inplace=True)
     if block.expand_conv is None:
         expand_conv = None
         dw_bias = b2
