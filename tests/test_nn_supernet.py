@@ -159,6 +159,8 @@ def test_forward_refuses_an_arch_that_does_not_fit(supernet, smoke):
     too_deep = Arch((big.stages[0] + big.stages[0][:1], big.stages[1]), 32)
     with pytest.raises(DwnasError, match=r"stages\[0\]: depth 3 not allowed"):
         supernet(x, too_deep)
+    with pytest.raises(DwnasError, match=r"stages\[0\]: depth 0 not allowed"):
+        supernet(x, Arch(((), big.stages[1]), 32))
     with pytest.raises(DwnasError, match="outside the search space"):
         supernet.subnet(Arch(((BlockArch(7, 3, False),), big.stages[1]), 32))
 

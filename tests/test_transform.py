@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dwnas.errors import DwnasError
+from dwnas.nn.counters import count
 from dwnas.nn.deploy import DeployMBConv, MergedConv, ShiftedReLU6
 from dwnas.nn.static import StaticMBConv, build_static
 from dwnas.nn.supernet import Supernet
@@ -180,3 +181,4 @@ def test_torchscript_and_onnx_exports_round_trip(tmp_path):
     x = torch.randn(2, 3, 61, 61)
     with torch.no_grad():
         assert torch.allclose(loaded(x), deep(x), atol=1e-5, rtol=1e-4)
+    assert count(loaded, 56) == count(shallow, 56)  # the counter reads TorchScript too

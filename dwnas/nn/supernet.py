@@ -138,7 +138,8 @@ class Supernet(nn.Module):
     def _check(self, arch: Arch) -> None:
         """Cheap structural check per call; :meth:`Space.validate` gives the full diagnosis."""
         if len(arch.stages) != len(self.stages) or any(
-            len(stage) > len(blocks) for stage, blocks in zip(arch.stages, self.stages, strict=True)
+            not 1 <= len(stage) <= len(blocks)
+            for stage, blocks in zip(arch.stages, self.stages, strict=True)
         ):
             self.space.validate(arch)
             raise DwnasError(f"arch depths {arch.depths} do not fit this supernet")
