@@ -69,7 +69,7 @@ def _run_training(args: argparse.Namespace, stage: str, resolution: tuple[int, i
             summary = trainer.run()
         finally:
             trainer.ctx.close()
-        run.log_metrics(summary["final"])
+        run.log_metrics({"final": summary["final"]})
         run.log_artifact(job.summary)
     return 0
 

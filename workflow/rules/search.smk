@@ -30,6 +30,7 @@ rule profile:
         settings=json.dumps({k: PROFILE[k] for k in ("warmup", "iters", "threads")}),
         archs=PROFILE["fidelity_archs"],
         seed=config["seed"],
+    threads: workflow.cores  # timing runs alone: no other job competes for the CPU
     log:
         f"{R}/logs/profile_{PROFILE['device']}.log",
     benchmark:

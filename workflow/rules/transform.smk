@@ -52,6 +52,7 @@ rule measure:
         warmup=MEASURE["warmup"],
         iters=MEASURE["iters"],
         threads=f"--threads {MEASURE['threads']}" if MEASURE["threads"] else "",
+    threads: workflow.cores  # timing runs alone: no other job competes for the CPU
     log:
         f"{R}/logs/measure_{{mode}}_{{budget}}_{{device}}_{{form}}.log",
     benchmark:
