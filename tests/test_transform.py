@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import pytest
@@ -159,8 +160,12 @@ def test_transform_leaves_the_deep_network_untouched_and_verify_catches_a_wrong_
     with torch.no_grad():
         shallow.features[2].project_conv.bias.add_(1e-3)
     report = verify(deep, shallow, resolutions=(32, 33), batch=3)
-    assert report.max_rel_err > 1e-5
+    assert report.max_rel_err > 1e-5 and not report.within(1e-5)
     assert [r["resolution"] for r in report.per_resolution] == [32, 33]
+    with torch.no_grad():
+        shallow.features[3].project_conv.bias[0] = float("nan")
+    broken = verify(deep, shallow, resolutions=(32,))
+    assert math.isnan(broken.max_rel_err) and not broken.within(1.0)
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")

@@ -15,14 +15,16 @@ the folded deep net, and each exported file reloaded (TorchScript, onnxruntime).
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 
 def _gate(name: str, report, tolerance: float) -> None:
     from dwnas.errors import DwnasError
 
-    if report.max_rel_err > tolerance:
-        worst = max(report.per_resolution, key=lambda r: r["max_rel_err"])
+    if not report.within(tolerance):
+        worst = max(report.per_resolution,
+                    key=lambda r: (math.isnan(r["max_rel_err"]), r["max_rel_err"]))
         raise DwnasError(
             f"transform: {name} differs from the deep network by {report.max_rel_err:.3g} "
             f"(relative to the output scale; abs {report.max_abs_err:.3g}) at resolution "

@@ -10,6 +10,7 @@ absolute value of the deep network's output), at several resolutions including o
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -27,15 +28,25 @@ class VerifyReport:
 
     @property
     def max_abs_err(self) -> float:
-        return max((r["max_abs_err"] for r in self.per_resolution), default=0.0)
+        return _worst(r["max_abs_err"] for r in self.per_resolution)
 
     @property
     def max_rel_err(self) -> float:
-        return max((r["max_rel_err"] for r in self.per_resolution), default=0.0)
+        return _worst(r["max_rel_err"] for r in self.per_resolution)
+
+    def within(self, tolerance: float) -> bool:
+        """True if the relative error is at most ``tolerance`` (a NaN error never is)."""
+        return self.max_rel_err <= tolerance
 
     def to_dict(self) -> dict:
         return {"max_abs_err": self.max_abs_err, "max_rel_err": self.max_rel_err,
                 "per_resolution": self.per_resolution}
+
+
+def _worst(values) -> float:
+    """The maximum, NaN if any value is NaN (a network that outputs NaN never passes)."""
+    values = list(values)
+    return math.nan if any(math.isnan(v) for v in values) else max(values, default=0.0)
 
 
 @torch.no_grad()
