@@ -1,0 +1,240 @@
+"""Loaders: per-batch elastic resolution, deterministic shuffling and augmentation, sharding,
+eval order and subsets, the packed copy, and moving the image root."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dwnas.cli import main
+from dwnas.data.loaders import (
+    ElasticBatchSampler,
+    JpegImages,
+    PackedImages,
+    build_eval_loader,
+    build_train_loader,
+    num_classes,
+)
+from dwnas.errors import DwnasError
+
+CLASSES, TRAIN, VAL, SIZE = 3, 8, 4, 40
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """A small generated tree, prepared, with a packed copy at the images' own size."""
+    base = tmp_path_factory.mktemp("data")
+    assert (
+        main(
+            [
+                "data",
+                "synth",
+                "--out",
+                str(base / "raw"),
+                "--classes",
+                str(CLASSES),
+                "--train-per-class",
+                str(TRAIN),
+                "--val-per-class",
+                str(VAL),
+                "--image-size",
+                str(SIZE),
+                "--seed",
+                "0",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "data",
+                "prepare",
+                "--root",
+                str(base / "raw"),
+                "--subset",
+                "all",
+                "--out",
+                str(base / "prepared"),
+                "--on-corrupt",
+                "fail",
+                "--pack-size",
+                str(SIZE),
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
+    return base / "prepared"
+
+
+def batches(loader, epoch=None):
+    if epoch is not None:
+        loader.set_epoch(epoch)
+    return [(x.clone(), y.clone()) for x, y in loader]
+
+
+# The batch sampler ------------------------------------------------------------------------
+
+
+def test_sampler_draws_every_integer_resolution_in_range_one_per_batch():
+    sampler = ElasticBatchSampler(10_000, 4, (48, 80), seed=1)
+    resolutions = []
+    for batch in sampler:
+        assert len({res for _, res, _ in batch}) == 1
+        resolutions.append(batch[0][1])
+    assert min(resolutions) == 48 and max(resolutions) == 80
+    assert set(resolutions) == set(range(48, 81))
+    assert resolutions == [sampler.resolution_for(b) for b in range(len(sampler))]
+
+
+def test_sampler_step_grid_and_fixed_resolution():
+    assert {ElasticBatchSampler(4000, 4, (48, 80, 8)).resolution_for(b) for b in range(1000)} == {
+        48,
+        56,
+        64,
+        72,
+        80,
+    }
+    assert {b[0][1] for b in ElasticBatchSampler(100, 10, 64)} == {64}
+    with pytest.raises(DwnasError):
+        ElasticBatchSampler(10, 2, (80, 48))
+
+
+def test_sampler_is_a_pure_function_of_seed_and_epoch():
+    def draw(seed, epoch):
+        sampler = ElasticBatchSampler(100, 8, (32, 64), seed=seed)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    assert draw(0, 3) == draw(0, 3)
+    assert draw(0, 3) != draw(0, 4)
+    assert draw(0, 3) != draw(1, 3)
+    indices = [i for batch in draw(0, 3) for i, _, _ in batch]
+    assert len(indices) == 96 and len(set(indices)) == 96
+
+
+def test_sampler_shards_disjointly_with_the_same_resolution_on_every_rank():
+    ranks = [
+        list(ElasticBatchSampler(103, 5, (32, 64), seed=2, rank=r, world_size=4)) for r in range(4)
+    ]
+    assert len({len(r) for r in ranks}) == 1
+    seen = [i for r in ranks for batch in r for i, _, _ in batch]
+    assert len(seen) == len(set(seen))
+    for batches_at_step in zip(*ranks, strict=True):
+        assert len({batch[0][1] for batch in batches_at_step}) == 1
+    padded = [
+        list(ElasticBatchSampler(103, 5, 32, rank=r, world_size=4, drop_last=False))
+        for r in range(4)
+    ]
+    covered = {i for r in padded for batch in r for i, _, _ in batch}
+    assert covered == set(range(103))
+
+
+# Loaders over a prepared directory --------------------------------------------------------
+
+
+def test_train_batches_change_resolution_per_step(prepared):
+    loader = build_train_loader(prepared, 4, (24, 40), workers=0, seed=0, packed=False)
+    assert isinstance(loader.dataset, JpegImages)
+    seen = []
+    for b, (images, labels) in enumerate(batches(loader)):
+        res = loader.resolution_for(b)
+        assert images.shape == (4, 3, res, res) and images.dtype == torch.float32
+        assert labels.dtype == torch.int64 and set(labels.tolist()) <= set(range(CLASSES))
+        seen.append(res)
+    assert len(seen) == CLASSES * TRAIN // 4 and len(set(seen)) > 1
+    assert -3 < float(images.mean()) < 3
+
+
+def test_train_batches_identical_with_and_without_workers(prepared):
+    serial = build_train_loader(prepared, 4, (24, 40), workers=0, seed=5, epoch=2, packed=False)
+    parallel = build_train_loader(prepared, 4, (24, 40), workers=2, seed=5, epoch=2, packed=False)
+    rng_state = torch.get_rng_state()
+    first = batches(serial)
+    assert torch.equal(torch.get_rng_state(), rng_state), "the caller's RNG must not move"
+    for (x0, y0), (x1, y1) in zip(first, batches(parallel), strict=True):
+        assert torch.equal(x0, x1) and torch.equal(y0, y1)
+    assert parallel.persistent_workers
+    again = batches(parallel, epoch=2)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again, strict=True))
+
+
+def test_set_epoch_reshuffles_and_redraws_augmentation(prepared):
+    loader = build_train_loader(prepared, 4, 32, workers=0, seed=0, packed=False)
+    epoch0, epoch1 = batches(loader, 0), batches(loader, 1)
+    assert [y.tolist() for _, y in epoch0] != [y.tolist() for _, y in epoch1]
+    assert sorted(t for _, y in epoch0 for t in y.tolist()) == sorted(
+        t for _, y in epoch1 for t in y.tolist()
+    )
+
+
+def test_eval_loader_is_deterministic_in_manifest_order(prepared):
+    loader = build_eval_loader(prepared, "val", 5, 32, workers=0, packed=False)
+    first = batches(loader)
+    labels = torch.cat([y for _, y in first]).tolist()
+    assert labels == sorted(labels) and len(labels) == CLASSES * VAL
+    assert all(x.shape[-2:] == (32, 32) for x, _ in first)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, batches(loader), strict=True))
+
+
+def test_eval_limit_picks_a_seeded_subset(prepared):
+    def paths(seed):
+        loader = build_eval_loader(
+            prepared, "train", 4, 24, workers=0, limit=10, seed=seed, packed=False
+        )
+        assert sum(len(y) for _, y in loader) == 10
+        return loader.dataset.paths.tolist()
+
+    assert paths(0) == paths(0)
+    assert paths(0) != paths(1)
+    assert paths(0) == sorted(paths(0))
+
+
+def test_packed_copy_is_used_by_default_and_matches_jpeg(prepared):
+    packed = build_eval_loader(prepared, "val", 6, 32, workers=0)
+    jpeg = build_eval_loader(prepared, "val", 6, 32, workers=0, packed=False)
+    assert isinstance(packed.dataset, PackedImages) and isinstance(jpeg.dataset, JpegImages)
+    for (xp, yp), (xj, yj) in zip(batches(packed), batches(jpeg), strict=True):
+        assert torch.equal(yp, yj)
+        assert float((xp - xj).abs().max()) < 0.05
+    train = build_train_loader(prepared, 4, (24, 40), workers=0, seed=0)
+    assert isinstance(train.dataset, PackedImages)
+    for b, (images, _) in enumerate(batches(train)):
+        assert images.shape[-1] == train.resolution_for(b)
+
+
+def test_pack_command_rebuilds_and_stale_pack_is_refused(prepared, tmp_path):
+    copy = tmp_path / "prepared"
+    shutil.copytree(prepared, copy)
+    assert main(["data", "pack", "--prepared", str(copy), "--size", "24", "--workers", "1"]) == 0
+    array = np.load(copy / "packed" / "train.npy", mmap_mode="r")
+    assert array.shape == (CLASSES * TRAIN, 24, 24, 3) and array.dtype == np.uint8
+    with (copy / "train.csv").open("a") as f:
+        f.write("train/n00000000/n00000000_train_00000.JPEG,0,n00000000\n")
+    with pytest.raises(DwnasError, match="train.csv"):
+        build_train_loader(copy, 4, 24, workers=0, seed=0)
+    assert len(build_train_loader(copy, 4, 24, workers=0, seed=0, packed=False).dataset) == 25
+
+
+def test_root_override_after_moving_the_images(prepared, tmp_path):
+    copy = tmp_path / "prepared"
+    shutil.copytree(prepared, copy, ignore=shutil.ignore_patterns("packed"))
+    raw = Path(prepared).parent / "raw"
+    moved = tmp_path / "moved"
+    shutil.copytree(raw, moved)
+    loader = build_eval_loader(copy, "val", 4, 24, workers=0, root=moved)
+    assert len(batches(loader)) == 3
+    with pytest.raises(DwnasError, match="nowhere"):
+        build_eval_loader(copy, "val", 4, 24, workers=0, root=tmp_path / "nowhere")
+
+
+def test_num_classes(prepared):
+    assert num_classes(prepared) == CLASSES
