@@ -18,7 +18,11 @@ if not workflow.overwrite_configfiles:  # --configfile replaces the default, nev
     configfile: str(Path(workflow.basedir, "params/default.yaml"))
 
 
-PARAMS_FILE = " + ".join(str(p) for p in workflow.overwrite_configfiles) or "params/default.yaml"
+PARAMS_FILE = str(
+    Path(workflow.overwrite_configfiles[-1]).resolve()
+    if workflow.overwrite_configfiles
+    else Path(workflow.basedir, "params/default.yaml")
+)
 try:  # bad params stop the run before any rule starts, with the key path named
     validate_params(config, PARAMS_FILE)
     check_paths(config)
@@ -68,6 +72,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/transform.smk"
+include: "workflow/rules/baselines.smk"
 
 
 rule all:
@@ -75,6 +80,7 @@ rule all:
         report=f"{R}/report/summary.json",
         measures=expand(f"{R}/measure/{{mode}}/{{budget}}/{{device}}/{{form}}.json", mode=MODES,
                         budget=BUDGETS, device=DEVICES, form=["deep", "shallow"]),
+        baselines=BASELINE_MEASURES,
     default_target: True
 
 

@@ -16,12 +16,14 @@ rule transform:
         code=package_code("transform", "nn", "space.py"),
     params:
         out=f"{R}/transform/{{mode}}/{{budget}}",
+        params_file=PARAMS_FILE,
     log:
         f"{R}/logs/transform_{{mode}}_{{budget}}.log",
     benchmark:
         f"{R}/benchmarks/transform_{{mode}}_{{budget}}.tsv"
     shell:
-        "dwnas --tag method={wildcards.mode} --tag budget={wildcards.budget} transform --arch {input.arch} --checkpoint {input.ckpt} --out {params.out}"
+        "dwnas --tag method={wildcards.mode} --tag budget={wildcards.budget} transform --arch {input.arch}"
+        " --checkpoint {input.ckpt} --params {params.params_file} --out {params.out}"
         " > {log} 2>&1"
 
 
@@ -34,18 +36,25 @@ def measure_device_flags(wildcards):
     return f"--device {device}"
 
 
+def measured(wildcards):
+    """The network to time and its transform.json: a searched architecture's transform (mode
+    double-win / deep-only) or a baseline's output (mode = the method, budget = its variant)."""
+    kind = "transform" if wildcards.mode in MODES else "baselines"
+    folder = f"{R}/{kind}/{wildcards.mode}/{wildcards.budget}"
+    return {"model": f"{folder}/{wildcards.form}.pt", "summary": f"{folder}/transform.json"}
+
+
 rule measure:
     output:
         f"{R}/measure/{{mode}}/{{budget}}/{{device}}/{{form}}.json",
     input:
-        model=f"{R}/transform/{{mode}}/{{budget}}/{{form}}.pt",
-        arch=f"{R}/search/{{mode}}/arch/{{budget}}.json",
+        unpack(measured),
         code=package_code("measure"),
     wildcard_constraints:
         form="deep|shallow",
     params:
         device=measure_device_flags,
-        resolution=lambda wildcards, input: json.loads(Path(input.arch).read_text())["resolution"],
+        resolution=lambda wildcards, input: json.loads(Path(input.summary).read_text())["resolution"],
         batch=MEASURE["batch"],
         throughput=(f"--throughput-batch {MEASURE['throughput_batch']}"
                     if MEASURE["throughput_batch"] else ""),
