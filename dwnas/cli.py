@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "dwnas.search.commands",  # profile, search
     "dwnas.transform.commands",  # transform
     "dwnas.measure.commands",  # measure, agent
+    "dwnas.baselines.commands",  # baseline mobilenetv2 / depthshrinker / hurricane / odn
     "dwnas.report.commands",  # report
     "dwnas.config_commands",
 ]

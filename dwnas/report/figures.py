@@ -15,6 +15,11 @@ from dwnas.io import atomic_path  # noqa: E402
 METHOD_STYLE = {
     "double-win": {"color": "tab:red", "marker": "o", "label": "Double-Win (shallow)"},
     "deep-only": {"color": "tab:blue", "marker": "s", "label": "Deep-only NAS"},
+    "depthshrinker": {"color": "tab:green", "marker": "^", "label": "DepthShrinker-style"},
+    "hurricane": {"color": "tab:purple", "marker": "D", "label": "HURRICANE-style"},
+    "mobilenetv2": {"color": "tab:gray", "marker": "v", "label": "MobileNetV2"},
+    # one point per backbone, not a trade-off curve: markers only
+    "odn": {"color": "tab:brown", "marker": "P", "label": "ODN", "ls": "none"},
 }
 FALLBACK_MARKERS = "D^vP*Xh"
 
@@ -44,7 +49,7 @@ def pareto(table: pd.DataFrame, out_dir: Path) -> list[Path]:
         rows = rows.sort_values("latency_shallow_ms")
         style = _style(method, i)
         ax.plot(rows["latency_shallow_ms"], rows["top1"] * 100, marker=style["marker"],
-                color=style["color"], label=style["label"])
+                color=style["color"], label=style["label"], ls=style.get("ls", "-"))
         if method == "double-win":
             ax.plot(rows["latency_deep_ms"], rows["top1"] * 100, marker=style["marker"],
                     color=style["color"], mfc="none", ls="--",

@@ -12,17 +12,31 @@ from dwnas.report.collect import measure_artifact, metric
 NOT_MEASURED = "not measured"
 
 
+def _top1(runs: pd.DataFrame, method: str, budget: str):
+    """``results.<budget>.top1`` of the method's latest search or baseline run that has it."""
+    stage = runs["tags.dwnas.stage"]
+    sources = runs[(stage.str.startswith("search") | stage.str.startswith("baseline_"))
+                   & (runs["tags.dwnas.method"] == method)]
+    for _, run in sources.iloc[::-1].iterrows():
+        value = metric(run, f"results.{budget}.top1")
+        if value is not None:
+            return value
+    return None
+
+
 def main_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, budget, device), joined from search, transform and measure runs."""
+    """One row per (method, budget, device), joined from search, transform and measure runs.
+
+    A baseline's ``baseline_<method>`` run (dwnas.baselines) is its search and transform in one:
+    it carries the transform figures and ``results.<budget>.top1`` itself."""
     if runs.empty:
         return pd.DataFrame()
     stage = runs["tags.dwnas.stage"]
     rows = []
-    transforms = runs[stage == "transform"]
+    transforms = runs[(stage == "transform") | stage.str.startswith("baseline_")]
     for _, tr in transforms.iterrows():
         method, budget = tr["tags.dwnas.method"], tr["tags.dwnas.budget"]
-        search = runs[(stage.str.startswith("search")) & (runs["tags.dwnas.method"] == method)]
-        top1 = metric(search.iloc[-1], f"results.{budget}.top1") if len(search) else None
+        top1 = _top1(runs, method, budget)
         measures = runs[(stage == "measure") & (runs["tags.dwnas.method"] == method)
                         & (runs["tags.dwnas.budget"] == budget)]
         devices = sorted(set(measures["tags.dwnas.device"])) or [""]

@@ -17,6 +17,7 @@ rule report:
         summary=f"{R}/report/summary.json",
     input:
         measures=rules.all.input.measures,
+        baselines=rules.all.input.baselines,
         sweeps=expand(f"{R}/sweep/{{label}}.json", label=["non-elastic", "elastic"]),
         fidelity=rules.profile.output.fidelity,
         code=package_code("report"),

@@ -1,0 +1,191 @@
+# The compared methods (docs/methods.md): each writes its weights, deep.pt / shallow.pt and
+# transform.json under baselines/<method>/<variant>/; the `measure` rule times them exactly as it
+# times Double-Win's networks, and each logs the report's row (stage baseline_<method>).
+# Deep-only NAS is the `search` rule with mode=deep-only.
+import re
+import shlex
+
+from dwnas.baselines.mobilenetv2 import parse_variant, variant_label
+
+BASELINES = config["baselines"]
+MNV2 = BASELINES["mobilenetv2"]
+SHRINK = BASELINES["depthshrinker"]
+HURRICANE = BASELINES["hurricane"]
+ODN = BASELINES["odn"]
+BASELINE_VARIANTS = {
+    "mobilenetv2": [variant_label(w, r) for w in MNV2["widths"] for r in MNV2["resolutions"]],
+    "depthshrinker": BUDGETS,
+    "hurricane": BUDGETS,
+    "odn": ODN["backbones"],
+}
+BASELINE_MEASURES = [f"{R}/measure/{method}/{variant}/{device}/{form}.json"
+                     for method, variants in BASELINE_VARIANTS.items() for variant in variants
+                     for device in DEVICES for form in ("deep", "shallow")]
+BASELINE_CODE = package_code("baselines", "train", "nn", "transform", "search", "space.py",
+                             "data/loaders.py", "io.py")
+SEARCH_RATIOS = {k: SEARCH[k] for k in ("parent_ratio", "mutation_ratio", "mutate_prob",
+                                         "mutate_resolution_prob", "max_tries")}
+
+
+def baseline_outputs(method):
+    out = f"{R}/baselines/{method}/{{variant}}"
+    return {"summary": f"{out}/summary.json", "transform": f"{out}/transform.json",
+            "deep": f"{out}/deep.pt", "shallow": f"{out}/shallow.pt"}
+
+
+def variants_of(method):
+    return "|".join(re.escape(v) for v in BASELINE_VARIANTS[method])
+
+
+rule baseline_mobilenetv2:
+    output:
+        **baseline_outputs("mobilenetv2"),
+    input:
+        prepared=f"{R}/data/prepared",
+        code=BASELINE_CODE,
+    wildcard_constraints:
+        variant=variants_of("mobilenetv2"),
+    params:
+        out=f"{R}/baselines/mobilenetv2/{{variant}}",
+        width=lambda wildcards: parse_variant(wildcards.variant)[0],
+        resolution=lambda wildcards: parse_variant(wildcards.variant)[1],
+        recipe=json.dumps(MNV2["recipe"]),
+        seed=config["seed"],
+        workers=config["data"]["workers"],
+        eval=eval_flags(),
+    threads: workflow.cores
+    resources:
+        gpu=MNV2["recipe"]["nproc"],
+    log:
+        f"{R}/logs/baseline_mobilenetv2_{{variant}}.log",
+    benchmark:
+        f"{R}/benchmarks/baseline_mobilenetv2_{{variant}}.tsv"
+    shell:
+        "dwnas baseline mobilenetv2 --prepared {input.prepared} --width {params.width}"
+        " --resolution {params.resolution} --recipe {params.recipe:q} --seed {params.seed}"
+        " --workers {params.workers} {params.eval} --nproc {resources.gpu} --out {params.out}"
+        " > {log} 2>&1"
+
+
+rule baseline_depthshrinker:
+    output:
+        **baseline_outputs("depthshrinker"),
+    input:
+        ckpt=f"{R}/elastic/elastic.pt",
+        arch=f"{R}/search/deep-only/arch/{{variant}}.json",
+        prepared=f"{R}/data/prepared",
+        code=BASELINE_CODE,
+    wildcard_constraints:
+        variant=variants_of("depthshrinker"),
+    params:
+        out=f"{R}/baselines/depthshrinker/{{variant}}",
+        fraction=SHRINK["linear_fraction"],
+        recipe=json.dumps(SHRINK["recipe"]),
+        seed=config["seed"],
+        workers=config["data"]["workers"],
+        eval=eval_flags(),
+    threads: workflow.cores
+    log:
+        f"{R}/logs/baseline_depthshrinker_{{variant}}.log",
+    benchmark:
+        f"{R}/benchmarks/baseline_depthshrinker_{{variant}}.tsv"
+    shell:
+        "dwnas baseline depthshrinker --prepared {input.prepared} --checkpoint {input.ckpt}"
+        " --arch {input.arch} --budget {wildcards.variant} --linear-fraction {params.fraction}"
+        " --recipe {params.recipe:q} --seed {params.seed} --workers {params.workers} {params.eval}"
+        " --out {params.out} > {log} 2>&1"
+
+
+HURRICANE_SUPERNET_KEYS = ("kinds", "kernels", "expands", "se", "keep_ops", "late_stages",
+                           "resolution", "recipe")
+HURRICANE_SEARCH_KEYS = ("population", "generations", "stage2_epochs", "finetune_epochs", "recipe")
+
+
+rule baseline_hurricane_supernet:
+    output:
+        ckpt=f"{R}/baselines/hurricane/supernet/supernet.pt",
+        ops=f"{R}/baselines/hurricane/supernet/ops.json",
+        summary=f"{R}/baselines/hurricane/supernet/summary.json",
+    input:
+        prepared=f"{R}/data/prepared",
+        code=BASELINE_CODE + package_code("measure"),
+    params:
+        out=f"{R}/baselines/hurricane/supernet",
+        space=json.dumps(config["space"]),
+        settings=json.dumps({k: HURRICANE[k] for k in HURRICANE_SUPERNET_KEYS}),
+        device=PROFILE["device"],
+        timing=json.dumps({k: PROFILE[k] for k in ("warmup", "iters", "threads")}),
+        seed=config["seed"],
+        workers=config["data"]["workers"],
+    threads: workflow.cores  # operators are timed: no other job competes for the CPU
+    log:
+        f"{R}/logs/baseline_hurricane_supernet.log",
+    benchmark:
+        f"{R}/benchmarks/baseline_hurricane_supernet.tsv"
+    shell:
+        "dwnas baseline hurricane supernet --prepared {input.prepared} --space {params.space:q}"
+        " --settings {params.settings:q} --device {params.device} --measure-settings {params.timing:q}"
+        " --seed {params.seed} --workers {params.workers} --out {params.out} > {log} 2>&1"
+
+
+rule baseline_hurricane:
+    output:
+        **baseline_outputs("hurricane"),
+    input:
+        supernet=rules.baseline_hurricane_supernet.output.ckpt,
+        lut=rules.profile.output.lut,
+        prepared=f"{R}/data/prepared",
+        code=BASELINE_CODE,
+    wildcard_constraints:
+        variant=variants_of("hurricane"),
+    params:
+        out=f"{R}/baselines/hurricane/{{variant}}",
+        budgets=json.dumps(SEARCH["budgets"]),
+        settings=json.dumps({k: HURRICANE[k] for k in HURRICANE_SEARCH_KEYS}),
+        ratios=json.dumps(SEARCH_RATIOS),
+        seed=config["seed"],
+        workers=config["data"]["workers"],
+        eval=eval_flags(),
+    threads: workflow.cores
+    log:
+        f"{R}/logs/baseline_hurricane_{{variant}}.log",
+    benchmark:
+        f"{R}/benchmarks/baseline_hurricane_{{variant}}.tsv"
+    shell:
+        "dwnas baseline hurricane search --prepared {input.prepared} --supernet {input.supernet}"
+        " --lut {input.lut} --budgets {params.budgets:q} --budget {wildcards.variant}"
+        " --settings {params.settings:q} --search-settings {params.ratios:q} --seed {params.seed}"
+        " --workers {params.workers} {params.eval} --out {params.out} > {log} 2>&1"
+
+
+rule baseline_odn:
+    output:
+        **baseline_outputs("odn"),
+    input:
+        prepared=f"{R}/data/prepared",
+        code=BASELINE_CODE,
+    wildcard_constraints:
+        variant=variants_of("odn"),
+    params:
+        out=f"{R}/baselines/odn/{{variant}}",
+        space=lambda wildcards: (f"--space {shlex.quote(json.dumps(config['space']))}"
+                                 if wildcards.variant == "mbconv" else ""),
+        width=ODN["resnet_width"],
+        resolution=ODN["resolution"],
+        start=ODN["start_depth"],
+        criterion=json.dumps({k: ODN[k] for k in ("target_top1", "min_delta",
+                                                   "max_rounds_per_depth", "max_epochs")}),
+        recipe=json.dumps(ODN["recipe"]),
+        seed=config["seed"],
+        workers=config["data"]["workers"],
+        eval=eval_flags(),
+    threads: workflow.cores
+    log:
+        f"{R}/logs/baseline_odn_{{variant}}.log",
+    benchmark:
+        f"{R}/benchmarks/baseline_odn_{{variant}}.tsv"
+    shell:
+        "dwnas baseline odn --prepared {input.prepared} --backbone {wildcards.variant} {params.space}"
+        " --resnet-width {params.width} --resolution {params.resolution} --start-depth {params.start}"
+        " --criterion {params.criterion:q} --recipe {params.recipe:q} --seed {params.seed}"
+        " --workers {params.workers} {params.eval} --out {params.out} > {log} 2>&1"
