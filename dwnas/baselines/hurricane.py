@@ -14,11 +14,11 @@ supernet, and a two-stage search. The details below are this project's reading (
 * **Supernet** (:class:`OpSupernet`): the project's macro structure (stem, fixed first block,
   stages, head) with one independent module per kept operator and layer, trained one uniformly
   sampled path per step (SPOS).
-* **Two-stage search**: the layers of the last ``late_stages`` stages are trained and searched first,
-  the earlier layers fixed to their most efficient operator; then the earlier layers are trained
-  and searched with the later ones fixed to the first stage's result. Each stage runs the project's
-  evolutionary search (:class:`PathSearch`) under the latency budget, accuracy by BN-recalibrated
-  evaluation of the path.
+* **Two-stage search**: the layers of the last ``late_stages`` stages are trained and searched
+  first, the earlier layers fixed to their fastest choice (``skip`` where allowed); then the earlier
+  layers are trained and searched with the later ones fixed to the first stage's result. Each stage
+  runs the project's evolutionary search (:class:`PathSearch`) under the latency budget, accuracy
+  by BN-recalibrated evaluation of the path.
 """
 
 from __future__ import annotations
@@ -223,10 +223,11 @@ def layer_choices(space, table: dict, keep: int) -> list[list[str]]:
 
 
 def fastest_op(table: dict, layer: Layer, allowed: list[str]) -> str:
-    """The fastest of a layer's allowed operators other than ``skip``: where a layer not searched
-    yet sits, so that the first stage's budget check is barely stricter than the whole space's."""
+    """The fastest of a layer's allowed operators (``skip`` costs nothing): where a layer not
+    searched yet sits, so that the first stage's budget check is no stricter than the whole space's
+    at the fixed layers."""
     entries = table["positions"][layer.position]
-    return min((n for n in allowed if n != SKIP), key=lambda n: (entries[n]["ms"], n))
+    return min(allowed, key=lambda n: (0.0 if n == SKIP else entries[n]["ms"], n))
 
 
 def path_latency(space, table: dict, path) -> float:
