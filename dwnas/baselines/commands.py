@@ -125,9 +125,8 @@ def _mobilenetv2(args: argparse.Namespace) -> int:
         arch = supernet.space.largest()
         net = supernet.subnet(arch).eval()
         check = mnv2.torchvision_check(net, width, resolution, ckpt["num_classes"])
-        final = trained["final"]
-        _finish("mobilenetv2", variant, net, out, resolution, args,
-                accuracy={"top1": final["largest_top1"], "top5": final["largest_top5"]},
+        accuracy = _eval_data(args, resolution).accuracy(net, resolution)
+        _finish("mobilenetv2", variant, net, out, resolution, args, accuracy=accuracy,
                 description=arch.to_dict(),
                 extra_files={"weights.pt": lambda p: shutil.copy2(job.out, p)},
                 summary_extra={"width": width, "torchvision": check, "epochs": recipe.epochs,
@@ -167,7 +166,7 @@ def _depthshrinker(args: argparse.Namespace) -> int:
     shrunk = ds.with_linear(deep, set(chosen))
     log(f"depthshrinker {args.budget}: activations removed in blocks {chosen} of "
         f"{len(deep.blocks)} (top-1 deep {top1(deep):.4f}, abruptly linearised {top1(shrunk):.4f})")
-    teacher = supernet.subnet(deep).eval()
+    teacher = data.calibrate(supernet.subnet(deep), resolution).eval()
     student = supernet.subnet(shrunk, linear_alpha=0.0)
     params = {"arch": deep.to_json(), "checkpoint": str(args.checkpoint),
               "linear_fraction": args.linear_fraction, "recipe": args.recipe, "seed": args.seed}

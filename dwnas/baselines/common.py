@@ -5,7 +5,7 @@
   teacher and calling a hook per step (progressive linearisation, single-path sampling). Used where
   the supernet :class:`~dwnas.train.engine.Trainer` does not fit: DepthShrinker's fine-tuning, ODN's
   growing networks, HURRICANE's single-path supernet. Single process.
-* :class:`EvalData`: accuracy with BN recalibration (:mod:`dwnas.train.evaluate`), on a copy.
+* :class:`EvalData`: accuracy with BN recalibration (:mod:`dwnas.train.evaluate`), in place.
 * :func:`export_deployed`: the deep (BN folded) and shallow (linear blocks merged; the folded deep
   net when nothing merges) forms, verified against the training form with the checkpoint's and
   with randomised BN statistics, written as TorchScript and ONNX beside a ``transform.json`` with
@@ -57,13 +57,24 @@ class EvalData:
         return cls(ImageBank.load(prepared, "train", resolution, calib_images, seed),
                    ImageBank.load(prepared, "val", resolution, val_images, seed), batch_size)
 
-    def accuracy(self, model: nn.Module, resolution: int) -> dict:
-        """Top-1/top-5 of a copy of ``model`` whose BN statistics are re-estimated at ``resolution``."""
-        from dwnas.train.evaluate import accuracy, recalibrate_bn
+    def calibrate(self, model: nn.Module, resolution: int) -> nn.Module:
+        """Re-estimate ``model``'s BN statistics at ``resolution`` in place (momenta kept)."""
+        from dwnas.train.evaluate import recalibrate_bn
 
-        probe = copy.deepcopy(model).to(device())
-        recalibrate_bn(probe, self.calib, resolution, self.batch_size, device())
-        return accuracy(probe, self.val, resolution, self.batch_size, device())
+        bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [bn.momentum for bn in bns]
+        recalibrate_bn(model.to(device()), self.calib, resolution, self.batch_size, device())
+        for bn, momentum in zip(bns, momenta, strict=True):
+            bn.momentum = momentum
+        return model
+
+    def accuracy(self, model: nn.Module, resolution: int) -> dict:
+        """Top-1/top-5 of ``model`` after :meth:`calibrate`: the statistics it is evaluated with
+        are the ones it keeps, so an exported network is the evaluated one."""
+        from dwnas.train.evaluate import accuracy
+
+        self.calibrate(model, resolution)
+        return accuracy(model, self.val, resolution, self.batch_size, device())
 
 
 # -- training ---------------------------------------------------------------------------------------
