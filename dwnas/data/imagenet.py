@@ -178,9 +178,7 @@ class ValLabels:
     excluded: int  # val images of classes outside the subset
 
 
-def _val_from_folders(
-    val_dir: Path, entries, selected: list[str], train: dict[str, Path]
-) -> ValLabels:
+def _val_from_folders(val_dir: Path, selected: list[str], train: dict[str, Path]) -> ValLabels:
     folders = _class_folders(val_dir)
     unknown = [folders[w] for w in folders if w not in train]
     if unknown:
@@ -189,10 +187,9 @@ def _val_from_folders(
     if missing:
         raise _fail("wnid of the subset absent from val/", missing)
     names = _folder_images(folders, selected, "val")
+    chosen = set(selected)
     excluded = sum(
-        sum(1 for e in _visible(folders[w]) if e.is_file())
-        for w in folders
-        if w not in set(selected)
+        sum(1 for e in _visible(folders[w]) if e.is_file()) for w in folders if w not in chosen
     )
     images = {w: [f"{w}/{n}" for n in names[w]] for w in selected}
     return ValLabels(images, "folders", None, excluded)
@@ -299,7 +296,7 @@ def _val_labels(root, val_dir, selected, train, dirs, info) -> ValLabels:
             f"({_listing([val_dir / f for f in files], 3)}); use one layout"
         )
     if folders:
-        return _val_from_folders(val_dir, entries, selected, train)
+        return _val_from_folders(val_dir, selected, train)
     return _val_from_label_file(root, val_dir, files, selected, train, dirs, info)
 
 
