@@ -171,3 +171,26 @@ def test_elastic_then_sweep(prepared, tmp_path):
         ("largest", 32), ("largest", 36), ("largest", 40),
         ("smallest", 32), ("smallest", 36), ("smallest", 40)]
     assert set(sweep["top1_spread"]) == {"largest", "smallest"}
+
+
+def test_bn_recalibration_matches_batch_statistics():
+    """Recalibrated on one batch, a subnet in eval mode reproduces its train-mode output there."""
+    from dwnas.nn.supernet import Supernet
+    from dwnas.space import Space
+    from dwnas.train.evaluate import ImageBank, recalibrate_bn
+
+    torch.manual_seed(0)
+    space = Space.from_params(SMOKE["space"])
+    subnet = Supernet(space, 4).subnet(space.largest())
+    x = torch.randn(16, 3, 40, 40)
+    with torch.no_grad():
+        train_out = subnet.train()(x)
+    recalibrate_bn(subnet, ImageBank(x, torch.zeros(16, dtype=torch.long)), 40, batch_size=16)
+    with torch.no_grad():
+        eval_out = subnet(x)
+    assert not subnet.training
+    assert (eval_out - train_out).abs().max() < 1e-2 * train_out.abs().max()
+    recalibrate_bn(subnet, ImageBank(torch.cat([x, x]), torch.zeros(32, dtype=torch.long)), 40,
+                   batch_size=16)
+    with torch.no_grad():
+        assert torch.allclose(subnet(x), eval_out, atol=1e-6)

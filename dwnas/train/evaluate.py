@@ -63,12 +63,18 @@ def recalibrate_bn(model: nn.Module, bank: ImageBank, resolution: int, batch_siz
                    device: torch.device | str = "cpu") -> None:
     """Replace every BN layer's running statistics by exact averages over ``bank`` at ``resolution``."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in bns]
     for bn in bns:
         bn.reset_running_stats()
-        bn.momentum = None  # cumulative moving average: the exact mean over all batches
     model.train()
-    for x, _ in bank.batches(resolution, batch_size, device):
+    # momentum 1/(k+1) at batch k makes the running average the exact mean over all batches
+    # (what momentum=None does in nn.BatchNorm2d, spelled out for the functional BN path too)
+    for k, (x, _) in enumerate(bank.batches(resolution, batch_size, device)):
+        for bn in bns:
+            bn.momentum = 1.0 / (k + 1)
         model(x)
+    for bn, momentum in zip(bns, momenta, strict=True):
+        bn.momentum = momentum
     model.eval()
 
 
