@@ -197,6 +197,10 @@ class _ResolutionDataset(Dataset):
     pil_input = True
 
     def __init__(self, labels: np.ndarray, train: bool, resolution: int):
+        # Import here, in the parent: forked workers then inherit it instead of each paying the
+        # multi-second torchvision import on their first item.
+        import torchvision.transforms.v2  # noqa: F401
+
         self.labels = labels
         self.train = train
         self.resolution = resolution
@@ -220,7 +224,8 @@ class _ResolutionDataset(Dataset):
         transform = self._transform(resolution)
         if self.train and seed is not None:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+                # Only the CPU generator: torch.manual_seed would also queue CUDA seeding.
+                torch.default_generator.manual_seed(seed)
                 out = transform(image)
         else:
             out = transform(image)
