@@ -160,3 +160,24 @@ def test_ridge_predictor_ranks_a_known_landscape(space):
     held = [predictor.predict(space, a) for a in archs[60:]]
     assert rank_correlation(held, accs[60:]) > 0.8
     assert encode(space, archs[0]).shape == encode(space, archs[1]).shape
+
+
+def test_calibration_recovers_a_whole_network_slowdown(space):
+    """Whole networks cost 1.3x their parts (as caches make them on a real device): the fitted
+    per-form scale finds 1.3 and fidelity on other archs becomes exact."""
+    from dwnas.nn.static import StaticNet
+    from dwnas.search.latency import calibrate, fidelity
+
+    def timer(module, shape):
+        cost = macs_cost(module, shape)
+        return 1.3 * cost if isinstance(module, StaticNet) else cost
+
+    table = profile_space(space, "host", timer, [32, 40], num_classes=4)
+    raw = fidelity(table, space, timer, 4, n_archs=3, seed=0)
+    assert raw["summary"]["all"]["mape"] > 0.15
+    scales = calibrate(table, space, timer, 4, n_archs=3, seed=0)
+    assert scales["deep"] == pytest.approx(1.3, rel=0.02)
+    assert scales["shallow"] == pytest.approx(1.3, rel=0.02)
+    fitted = fidelity(table, space, timer, 4, n_archs=3, seed=0)
+    assert fitted["summary"]["all"]["within_10pct"] == 1.0
+    assert fitted["calibration"] == scales

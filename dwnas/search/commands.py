@@ -25,7 +25,7 @@ def _profile(args: argparse.Namespace) -> int:
     from dwnas import track
     from dwnas.errors import DwnasError
     from dwnas.io import atomic_dir, write_json
-    from dwnas.search.latency import fidelity, plot_fidelity, profile_space
+    from dwnas.search.latency import calibrate, fidelity, plot_fidelity, profile_space
     from dwnas.space import Space
 
     space = Space.from_params(args.space)
@@ -36,6 +36,8 @@ def _profile(args: argparse.Namespace) -> int:
     measure = _timer(args.device, args.settings)
     table = profile_space(space, args.device, measure, grid, args.num_classes)
     table.settings.update(args.settings)
+    if args.calibration_archs:
+        calibrate(table, space, measure, args.num_classes, args.calibration_archs, args.seed)
     from dwnas.measure.backends import make_backend
     from dwnas.measure.settings import MeasureSettings
 
@@ -43,7 +45,8 @@ def _profile(args: argparse.Namespace) -> int:
     with atomic_dir(args.out) as tmp:
         table.save(tmp / "lut.json")
         summary = {"device": args.device, "entries": sum(len(v) for v in table.entries.values()),
-                   "grid": grid, "call_overhead_ms": table.settings["call_overhead_ms"]}
+                   "grid": grid, "call_overhead_ms": table.settings["call_overhead_ms"],
+                   "calibration": table.settings.get("calibration")}
         if args.fidelity_archs:
             result = fidelity(table, space, measure, args.num_classes, args.fidelity_archs, args.seed)
             write_json(tmp / "lut_fidelity.json", result)
@@ -200,6 +203,8 @@ def register(sub) -> None:
     prof.add_argument("--num-classes", type=int, required=True)
     prof.add_argument("--settings", type=json_arg, default={},
                       help="measurement settings as JSON (warmup, iters, threads, ...)")
+    prof.add_argument("--calibration-archs", type=int, default=20,
+                      help="random archs timed end to end to fit the per-form scale (0 = none)")
     prof.add_argument("--fidelity-archs", type=int, default=30,
                       help="random archs to check predicted vs measured latency (0 = skip)")
     prof.add_argument("--seed", type=int, default=0)

@@ -108,7 +108,8 @@ class LatencyTable:
                 key = block_key(s, b == 0, block.kernel, block.expand, "merged" if merged else "folded")
                 parts.append(self._at(key, r))
         # every entry was timed as its own call; the network pays the call overhead only once
-        return sum(parts) - overhead * (len(parts) - 1)
+        raw = sum(parts) - overhead * (len(parts) - 1)
+        return raw * float(self.settings.get("calibration", {}).get(form, 1.0))
 
 
 # -- profiling -------------------------------------------------------------------------------------
@@ -177,36 +178,61 @@ def profile_space(space, device: str, measure, grid: list[int], num_classes: int
                         settings={"call_overhead_ms": overhead})
 
 
-def fidelity(table: LatencyTable, space, measure, num_classes: int, n_archs: int, seed: int,
-             progress_desc: str = "fidelity") -> dict:
-    """Predicted vs measured end-to-end latency of ``n_archs`` random archs, deep and shallow."""
+def _end_to_end(table: LatencyTable, space, measure, num_classes: int, n_archs: int, salt: str,
+                progress_desc: str):
+    """(arch index, arch, form, measured ms, predicted ms) for ``n_archs`` random archs."""
     import random
 
     from dwnas.nn.static import build_static
     from dwnas.progress import progress
     from dwnas.transform.network import fold_deep, transform
 
-    rng = random.Random(f"fidelity:{seed}")
+    rng = random.Random(salt)
     lo, hi = table.grid[0], table.grid[-1]
     resolutions = [r for r in space.resolutions() if lo <= r <= hi]
-    rows = []
     for i in progress(range(n_archs), desc=progress_desc):
         arch = space.sample(rng).with_resolution(rng.choice(resolutions))
         deep = build_static(space, arch, num_classes).eval()
         nets = {"deep": fold_deep(deep), "shallow": transform(deep)}
         for form, net in nets.items():
             measured = float(measure(net, (3, arch.resolution, arch.resolution)))
-            predicted = table.predict(arch, form)
-            rows.append({"arch_index": i, "form": form, "resolution": arch.resolution,
-                         "num_linear": arch.num_linear, "predicted_ms": predicted,
-                         "measured_ms": measured,
-                         "error": (predicted - measured) / measured, "arch": arch.to_dict()})
+            yield i, arch, form, measured, table.predict(arch, form)
+
+
+def calibrate(table: LatencyTable, space, measure, num_classes: int, n_archs: int, seed: int) -> dict:
+    """Fit one scale per form: the median of measured / summed latency over ``n_archs`` random
+    archs timed end to end (a network runs slower than its parts timed alone: caches, allocation).
+    The median keeps a run disturbed by another process from skewing the fit."""
+    import statistics
+
+    table.settings.pop("calibration", None)
+    ratios: dict[str, list[float]] = {"deep": [], "shallow": []}
+    for _, _, form, measured, predicted in _end_to_end(
+            table, space, measure, num_classes, n_archs, f"calibration:{seed}", "calibration"):
+        ratios[form].append(measured / predicted)
+    scales = {form: statistics.median(values) for form, values in ratios.items() if values}
+    table.settings["calibration"] = scales
+    return scales
+
+
+def fidelity(table: LatencyTable, space, measure, num_classes: int, n_archs: int, seed: int,
+             progress_desc: str = "fidelity") -> dict:
+    """Predicted vs measured end-to-end latency of ``n_archs`` random archs, deep and shallow
+    (other archs than :func:`calibrate` saw)."""
+    rows = []
+    for i, arch, form, measured, predicted in _end_to_end(
+            table, space, measure, num_classes, n_archs, f"fidelity:{seed}", progress_desc):
+        rows.append({"arch_index": i, "form": form, "resolution": arch.resolution,
+                     "num_linear": arch.num_linear, "predicted_ms": predicted,
+                     "measured_ms": measured,
+                     "error": (predicted - measured) / measured, "arch": arch.to_dict()})
     summary = {}
     for form in ("deep", "shallow", "all"):
         errs = [abs(r["error"]) for r in rows if form == "all" or r["form"] == form]
         summary[form] = {"mape": sum(errs) / len(errs), "within_10pct": sum(e <= 0.10 for e in errs) / len(errs),
                          "n": len(errs)}
-    return {"device": table.device, "archs": n_archs, "summary": summary, "rows": rows}
+    return {"device": table.device, "archs": n_archs, "summary": summary,
+            "calibration": table.settings.get("calibration"), "rows": rows}
 
 
 def plot_fidelity(result: dict, path: str | Path) -> None:

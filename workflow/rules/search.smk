@@ -29,6 +29,7 @@ rule profile:
         classes=NUM_CLASSES,
         settings=json.dumps({k: PROFILE[k] for k in ("warmup", "iters", "threads")}),
         archs=PROFILE["fidelity_archs"],
+        calibration=PROFILE["calibration_archs"],
         seed=config["seed"],
     threads: workflow.cores  # timing runs alone: no other job competes for the CPU
     log:
@@ -38,7 +39,7 @@ rule profile:
     shell:
         "dwnas profile --space {params.space:q} --device {params.device} --grid {params.grid}"
         " --num-classes {params.classes} --settings {params.settings:q}"
-        " --fidelity-archs {params.archs} --seed {params.seed} --out {params.out} > {log} 2>&1"
+        " --calibration-archs {params.calibration} --fidelity-archs {params.archs} --seed {params.seed} --out {params.out} > {log} 2>&1"
 
 
 rule search:
