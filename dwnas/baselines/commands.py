@@ -255,7 +255,8 @@ def _hurricane_supernet(args: argparse.Namespace) -> int:
         summary = {"device": args.device, "candidates": len(ops),
                    "kept_per_layer": [len(c) for c in choices], "choices": choices,
                    "late_layers": sorted(late), "early_layers": sorted(early),
-                   "space_size_full": (len(ops) + 1) ** len(choices),
+                   "space_size_full": _product(len(ops) + (not layer.first)
+                                               for layer in hc.layers_of(space)),
                    "space_size_kept": _product(len(c) for c in choices),
                    "stage1_epochs": recipe.epochs, "stage1": history}
         out = Path(args.out)
