@@ -290,8 +290,11 @@ def _hurricane_search(args: argparse.Namespace) -> int:
     meta = ckpt["extra"]
     space, table, resolution = supernet.space, meta["table"], int(meta["resolution"])
     early, late, defaults = set(meta["early"]), set(meta["late"]), list(meta["defaults"])
-    reference = LatencyTable.load(args.lut, space=space, device=meta["device"]).predict(
-        deep_only(space.largest()), "deep")
+    main_table = LatencyTable.load(args.lut, space=space, device=meta["device"])
+    reference = main_table.predict(deep_only(space.largest()), "deep")
+    # a network runs slower than the sum of its separately timed parts: apply the main table's
+    # fitted deep-form scale, so that a budget means the same measured latency for both searches
+    scale = float(main_table.settings.get("calibration", {}).get("deep", 1.0))
     budgets = resolve_budgets(args.budgets, reference)
     if args.budget not in budgets:
         raise DwnasError(f"--budget {args.budget}: not one of the budgets {list(budgets)}")
@@ -309,7 +312,7 @@ def _hurricane_search(args: argparse.Namespace) -> int:
         return data.accuracy(supernet.extract(path.ops), resolution)["top1"]
 
     def latency(path) -> float:
-        return hc.path_latency(space, table, path.ops)
+        return scale * hc.path_latency(space, table, path.ops)
 
     def op_ms(i: int, name: str) -> float:
         return 0.0 if name == hc.SKIP else table["positions"][layers[i].position][name]["ms"]
@@ -347,6 +350,7 @@ def _hurricane_search(args: argparse.Namespace) -> int:
                              "network": net.config()},
                 extra_files={},
                 summary_extra={"budget_ms": budget_ms, "latency_predicted_ms": latency(second.arch),
+                               "latency_scale": scale,
                                "path": path, "stage1_top1": first.accuracy,
                                "stage2_top1": second.accuracy,
                                "stage2_epochs": settings["stage2_epochs"],
