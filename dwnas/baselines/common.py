@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -198,7 +199,9 @@ def deploy_forms(net) -> tuple[nn.Module, nn.Module, Callable]:
 
     if isinstance(net, StaticNet) and all(isinstance(f, ConvBNReLU6 | StaticMBConv)
                                           for f in net.features):
-        return fold_deep(net), transform(net), transform
+        deep = fold_deep(net)
+        merges = any(isinstance(f, StaticMBConv) and f.linear for f in net.features)
+        return deep, transform(net) if merges else deep, transform
     folded = fold_bn(net)
     return folded, folded, fold_bn
 
@@ -229,11 +232,18 @@ def export_deployed(net: nn.Module, out: Path, resolution: int, tolerance: float
     }
     for name, report in checks.items():
         _gate(name, report, tolerance)
-    exports = {"deep.pt": export_torchscript(deep, out / "deep.pt", resolution, resolutions),
-               "shallow.pt": export_torchscript(shallow, out / "shallow.pt", resolution, resolutions)}
-    for name, model in (("deep.onnx", deep), ("shallow.onnx", shallow)):
-        export_onnx(model, out / name, resolution)
-        exports[name] = verify_onnx(out / name, model, resolutions, batch)
+    exports = {"deep.pt": export_torchscript(deep, out / "deep.pt", resolution, resolutions)}
+    export_onnx(deep, out / "deep.onnx", resolution)
+    exports["deep.onnx"] = verify_onnx(out / "deep.onnx", deep, resolutions, batch)
+    if shallow is deep:  # nothing merged: the shallow files are the deep ones
+        for suffix in ("pt", "onnx"):
+            shutil.copyfile(out / f"deep.{suffix}", out / f"shallow.{suffix}")
+            exports[f"shallow.{suffix}"] = exports[f"deep.{suffix}"]
+    else:
+        exports["shallow.pt"] = export_torchscript(shallow, out / "shallow.pt", resolution,
+                                                   resolutions)
+        export_onnx(shallow, out / "shallow.onnx", resolution)
+        exports["shallow.onnx"] = verify_onnx(out / "shallow.onnx", shallow, resolutions, batch)
     for name, report in exports.items():
         _gate(f"exported {name}", report, tolerance)
     counts_deep, counts_shallow = count(deep, resolution), count(shallow, resolution)
