@@ -12,11 +12,11 @@ def _report(args: argparse.Namespace) -> int:
     from dwnas.io import atomic_dir, read_json, write_json
     from dwnas.report import figures
     from dwnas.report.collect import load_runs, metric_history
-    from dwnas.report.tables import main_table, write_tables
+    from dwnas.report.tables import main_table, measured_keys, write_tables
     from dwnas.search.latency import plot_fidelity
 
     runs = load_runs(args.experiment, args.params_hash)
-    table = main_table(runs)
+    table = main_table(runs, measured_keys(args.measured) if args.measured else None)
     if table.empty:
         raise DwnasError(f"no transform/measure runs in experiment {args.experiment!r}"
                          f" for params hash {args.params_hash}: nothing to report")
@@ -54,6 +54,9 @@ def register(sub) -> None:
     parser = sub.add_parser("report", help="paper tables (CSV, Markdown, LaTeX) and figures")
     parser.add_argument("--experiment", required=True, help="MLflow experiment, e.g. dwnas-default")
     parser.add_argument("--params-hash", default=None, help="only runs of this params hash")
+    parser.add_argument("--measured", nargs="*", default=[],
+                        help="measure/<method>/<budget>/<device>/<form>.json files: the table "
+                        "holds exactly these rows (latest run of each)")
     parser.add_argument("--sweep", action="append", default=[], help="sweep JSON (repeatable)")
     parser.add_argument("--fidelity", default=None, help="lut_fidelity.json")
     parser.add_argument("--out", required=True, help="output folder")

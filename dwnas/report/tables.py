@@ -24,8 +24,19 @@ def _top1(runs: pd.DataFrame, method: str, budget: str):
     return None
 
 
-def main_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, budget, device), joined from search, transform and measure runs.
+def measured_keys(paths) -> set[tuple[str, str, str]]:
+    """(method, budget, device) of ``.../measure/<method>/<budget>/<device>/<form>.json`` files:
+    the rows the current pipeline produced (older runs of other params stay out of the table)."""
+    keys = set()
+    for path in paths:
+        parts = Path(path).parts
+        keys.add((parts[-4], parts[-3], parts[-2]))
+    return keys
+
+
+def main_table(runs: pd.DataFrame, keep: set[tuple[str, str, str]] | None = None) -> pd.DataFrame:
+    """One row per (method, budget, device), joined from search, transform and measure runs
+    (only the keys in ``keep``, when given).
 
     A baseline's ``baseline_<method>`` run (dwnas.baselines) is its search and transform in one:
     it carries the transform figures and ``results.<budget>.top1`` itself."""
@@ -36,10 +47,14 @@ def main_table(runs: pd.DataFrame) -> pd.DataFrame:
     transforms = runs[(stage == "transform") | stage.str.startswith("baseline_")]
     for _, tr in transforms.iterrows():
         method, budget = tr["tags.dwnas.method"], tr["tags.dwnas.budget"]
+        if keep is not None and not any(k[:2] == (method, budget) for k in keep):
+            continue
         top1 = _top1(runs, method, budget)
         measures = runs[(stage == "measure") & (runs["tags.dwnas.method"] == method)
                         & (runs["tags.dwnas.budget"] == budget)]
         devices = sorted(set(measures["tags.dwnas.device"])) or [""]
+        if keep is not None:
+            devices = [d for d in devices if (method, budget, d) in keep] or [""]
         for device in devices:
             row = {
                 "method": method, "budget": budget, "device": device or None, "top1": top1,

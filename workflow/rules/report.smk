@@ -24,12 +24,11 @@ rule report:
     params:
         out=f"{R}/report",
         experiment=f"dwnas-{NAME}",
-        params_hash=params_hash(config),
     log:
         f"{R}/logs/report.log",
     benchmark:
         f"{R}/benchmarks/report.tsv"
     shell:
-        "dwnas report --experiment {params.experiment} --params-hash {params.params_hash}"
+        "dwnas report --experiment {params.experiment} --measured {input.measures} {input.baselines}"
         " --sweep {input.sweeps[0]} --sweep {input.sweeps[1]} --fidelity {input.fidelity}"
         " --out {params.out} > {log} 2>&1"
