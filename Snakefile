@@ -4,6 +4,7 @@
 #
 #   snakemake --cores all                                  # embedded default params
 #   snakemake --cores all --configfile params/smoke.yaml   # any other params file
+import json
 import os
 from pathlib import Path
 
@@ -56,6 +57,12 @@ onerror:
 
 
 PACKAGE = Path(workflow.basedir, "dwnas")
+
+
+def as_json(value):
+    """A params section as a rule parameter: key order never counts as a change."""
+    return json.dumps(value, sort_keys=True)
+
 
 
 def package_code(*parts):

@@ -134,7 +134,7 @@ def test_dvc_reruns_only_stages_whose_params_changed(workdir):
     original = params.read_text()
     changed = yaml.safe_load(original)
     changed["search"]["generations"] = 3
-    params.write_text(yaml.safe_dump(changed))
+    params.write_text(yaml.safe_dump(changed, sort_keys=False))
     try:
         status = dvc(workdir, "status").stdout
         stale = {line.rstrip(":").strip() for line in status.splitlines() if line.endswith(":") and not line.startswith("\t")}
@@ -166,7 +166,7 @@ def _changed_params(tmp_path: Path, section: str, key: str, value) -> Path:
     params = yaml.safe_load((REPO / "params/smoke.yaml").read_text())
     params[section][key] = value
     path = tmp_path / "smoke.yaml"
-    path.write_text(yaml.safe_dump(params))
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
 
 
@@ -182,7 +182,7 @@ def test_train_param_reruns_training_and_downstream(workdir, tmp_path):
     params = yaml.safe_load((REPO / "params/smoke.yaml").read_text())
     params["train"]["elastic"]["lr"] = 0.03
     path = tmp_path / "smoke.yaml"
-    path.write_text(yaml.safe_dump(params))
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
     jobs = planned_jobs(snakemake(workdir, "-n", configfile=path).stdout)
     assert "train_elastic" in jobs and "search" in jobs and "report" in jobs
     assert {"train_supernet", "data_prepare", "data_synth", "profile"}.isdisjoint(jobs)
@@ -230,12 +230,16 @@ def test_mlflow_server_serves_the_runs(workdir):
                     raise
                 time.sleep(1)
         body = json.dumps({"experiment_ids": [experiment["experiment_id"]],
-                           "filter": "tags.`dwnas.stage` = 'measure'", "max_results": 100}).encode()
+                           "filter": "tags.`dwnas.stage` = 'measure'", "max_results": 1000}).encode()
         request = urllib.request.Request(f"{base}/runs/search", data=body,
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as resp:
             found = json.load(resp)["runs"]
-        assert len(found) == len(list((workdir / "results/smoke/measure").rglob("*.json")))
+        tags = [{t["key"]: t["value"] for t in run["data"]["tags"]} for run in found]
+        served = {(t["dwnas.method"], t["dwnas.budget"], t["dwnas.form"]) for t in tags}
+        files = {(p.parts[-4], p.parts[-3], p.stem)
+                 for p in (workdir / "results/smoke/measure").rglob("*.json")}
+        assert served == files  # every measurement is a run the server returns (re-runs add more)
         metrics = {m["key"] for m in found[0]["data"]["metrics"]}
         assert "latency_ms.median" in metrics
     finally:

@@ -49,7 +49,7 @@ rule baseline_mobilenetv2:
         out=f"{R}/baselines/mobilenetv2/{{variant}}",
         width=lambda wildcards: parse_variant(wildcards.variant)[0],
         resolution=lambda wildcards: parse_variant(wildcards.variant)[1],
-        recipe=json.dumps(MNV2["recipe"]),
+        recipe=as_json(MNV2["recipe"]),
         seed=config["seed"],
         workers=config["data"]["workers"],
         eval=eval_flags(),
@@ -80,7 +80,7 @@ rule baseline_depthshrinker:
     params:
         out=f"{R}/baselines/depthshrinker/{{variant}}",
         fraction=SHRINK["linear_fraction"],
-        recipe=json.dumps(SHRINK["recipe"]),
+        recipe=as_json(SHRINK["recipe"]),
         seed=config["seed"],
         workers=config["data"]["workers"],
         eval=eval_flags(),
@@ -111,10 +111,10 @@ rule baseline_hurricane_supernet:
         code=BASELINE_CODE + package_code("measure"),
     params:
         out=f"{R}/baselines/hurricane/supernet",
-        space=json.dumps(config["space"]),
-        settings=json.dumps({k: HURRICANE[k] for k in HURRICANE_SUPERNET_KEYS}),
+        space=as_json(config["space"]),
+        settings=as_json({k: HURRICANE[k] for k in HURRICANE_SUPERNET_KEYS}),
         device=PROFILE["device"],
-        timing=json.dumps({k: PROFILE[k] for k in ("warmup", "iters", "threads")}),
+        timing=as_json({k: PROFILE[k] for k in ("warmup", "iters", "threads")}),
         seed=config["seed"],
         workers=config["data"]["workers"],
     threads: workflow.cores  # operators are timed: no other job competes for the CPU
@@ -140,9 +140,9 @@ rule baseline_hurricane:
         variant=variants_of("hurricane"),
     params:
         out=f"{R}/baselines/hurricane/{{variant}}",
-        budgets=json.dumps(SEARCH["budgets"]),
-        settings=json.dumps({k: HURRICANE[k] for k in HURRICANE_SEARCH_KEYS}),
-        ratios=json.dumps(SEARCH_RATIOS),
+        budgets=as_json(SEARCH["budgets"]),
+        settings=as_json({k: HURRICANE[k] for k in HURRICANE_SEARCH_KEYS}),
+        ratios=as_json(SEARCH_RATIOS),
         seed=config["seed"],
         workers=config["data"]["workers"],
         eval=eval_flags(),
@@ -168,14 +168,14 @@ rule baseline_odn:
         variant=variants_of("odn"),
     params:
         out=f"{R}/baselines/odn/{{variant}}",
-        space=lambda wildcards: (f"--space {shlex.quote(json.dumps(config['space']))}"
+        space=lambda wildcards: (f"--space {shlex.quote(as_json(config['space']))}"
                                  if wildcards.variant == "mbconv" else ""),
         width=ODN["resnet_width"],
         resolution=ODN["resolution"],
         start=ODN["start_depth"],
-        criterion=json.dumps({k: ODN[k] for k in ("target_top1", "min_delta",
+        criterion=as_json({k: ODN[k] for k in ("target_top1", "min_delta",
                                                    "max_rounds_per_depth", "max_epochs")}),
-        recipe=json.dumps(ODN["recipe"]),
+        recipe=as_json(ODN["recipe"]),
         seed=config["seed"],
         workers=config["data"]["workers"],
         eval=eval_flags(),

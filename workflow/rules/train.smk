@@ -22,8 +22,8 @@ rule train_supernet:
         ckpt=f"{R}/supernet/supernet.pt",
         summary=f"{R}/supernet/summary.json",
     params:
-        recipe=json.dumps(TRAIN["supernet"]),
-        space=json.dumps(config["space"]),
+        recipe=as_json(TRAIN["supernet"]),
+        space=as_json(config["space"]),
         resolution=TRAIN["supernet"]["resolution"],
         seed=config["seed"],
         workers=config["data"]["workers"],
@@ -51,7 +51,7 @@ rule train_elastic:
         ckpt=f"{R}/elastic/elastic.pt",
         summary=f"{R}/elastic/summary.json",
     params:
-        recipe=json.dumps(TRAIN["elastic"]),
+        recipe=as_json(TRAIN["elastic"]),
         lo=TRAIN["elastic"]["resolution"]["min"],
         hi=TRAIN["elastic"]["resolution"]["max"],
         seed=config["seed"],
