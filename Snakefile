@@ -91,4 +91,25 @@ rule all:
     default_target: True
 
 
+# Targets of the DVC stages (dvc.yaml): each stage asks for one of these.
+localrules: trained_baselines, transformed_searches, measured
+
+
+rule trained_baselines:
+    input:
+        [f"{R}/baselines/{method}/{variant}/transform.json"
+         for method, variants in BASELINE_VARIANTS.items() for variant in variants],
+
+
+rule transformed_searches:
+    input:
+        expand(f"{R}/transform/{{mode}}/{{budget}}/transform.json", mode=MODES, budget=BUDGETS),
+
+
+rule measured:
+    input:
+        rules.all.input.measures,
+        rules.all.input.baselines,
+
+
 include: "workflow/rules/report.smk"

@@ -294,6 +294,15 @@ def test_report_rows_and_pareto_hold_every_method(run, monkeypatch):
     assert table["latency_deep_ms"].gt(0).all() and table["latency_shallow_ms"].gt(0).all()
     assert table["max_rel_err"].le(1e-5).all()
     assert set(table["device"]) == {"host"}
+    odn = table[table["method"] == "odn"]
+    assert odn["memory_saved"].between(0, 1).all() and odn["depth_found"].ge(1).all()
+    assert table[table["method"] != "odn"]["memory_saved"].isna().all()
+    from dwnas.report.tables import write_tables
+
+    markdown = write_tables(table, run / "tables")[1].read_text()
+    assert "Memory saved (%)" in markdown and "Depth found / full" in markdown
+    summary = json.loads((run / "baselines/odn/mbconv/summary.json").read_text())
+    assert f"{summary['depth_found']} / {summary['full_depth']}" in markdown
     files = pareto(table, run / "figures")
     assert all(p.stat().st_size > 0 for p in files)
 

@@ -167,6 +167,20 @@ def test_train_batches_identical_with_and_without_workers(prepared):
     assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again, strict=True))
 
 
+def test_crop_scale_reaches_the_random_resized_crop(prepared):
+    from torchvision.transforms import v2
+
+    default = build_train_loader(prepared, 4, 32, workers=0, seed=3, packed=False)
+    whole = build_train_loader(prepared, 4, 32, workers=0, seed=3, packed=False,
+                               crop_scale=(1.0, 1.0))
+    crop = next(t for t in whole.dataset._transform(32).transforms
+                if isinstance(t, v2.RandomResizedCrop))
+    assert crop.scale == (1.0, 1.0)
+    first, other = batches(default), batches(whole)
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, other, strict=True))
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(first, other, strict=True))
+
+
 def test_set_epoch_reshuffles_and_redraws_augmentation(prepared):
     loader = build_train_loader(prepared, 4, 32, workers=0, seed=0, packed=False)
     epoch0, epoch1 = batches(loader, 0), batches(loader, 1)

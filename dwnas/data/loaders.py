@@ -51,6 +51,7 @@ __all__ = [
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 EVAL_CROP_RATIO = 0.875
+IMAGENET_CROP_SCALE = (0.08, 1.0)  # RandomResizedCrop's area range, as in torchvision's recipes
 _MASK64 = (1 << 64) - 1
 
 
@@ -157,11 +158,14 @@ class ElasticBatchSampler(Sampler):
             yield [(int(i), res, _mix(self.seed, self.epoch, int(i))) for i in chunk]
 
 
-def train_transform(resolution: int, pil_input: bool = True):
-    """RandomResizedCrop + flip + float + ImageNet normalisation at ``resolution``."""
+def train_transform(resolution: int, pil_input: bool = True,
+                    crop_scale: tuple[float, float] = IMAGENET_CROP_SCALE):
+    """RandomResizedCrop (area fraction in ``crop_scale``) + flip + float + ImageNet
+    normalisation at ``resolution``."""
     from torchvision.transforms import v2
 
-    steps = [v2.RandomResizedCrop(resolution, antialias=True), v2.RandomHorizontalFlip()]
+    steps = [v2.RandomResizedCrop(resolution, scale=tuple(crop_scale), antialias=True),
+             v2.RandomHorizontalFlip()]
     return v2.Compose(steps + _to_normalised_tensor(pil_input))
 
 
@@ -196,7 +200,8 @@ class _ResolutionDataset(Dataset):
 
     pil_input = True
 
-    def __init__(self, labels: np.ndarray, train: bool, resolution: int):
+    def __init__(self, labels: np.ndarray, train: bool, resolution: int,
+                 crop_scale: tuple[float, float] = IMAGENET_CROP_SCALE):
         # Import here, in the parent: forked workers then inherit it instead of each paying the
         # multi-second torchvision import on their first item.
         import torchvision.transforms.v2  # noqa: F401
@@ -204,6 +209,7 @@ class _ResolutionDataset(Dataset):
         self.labels = labels
         self.train = train
         self.resolution = resolution
+        self.crop_scale = tuple(crop_scale)
         self._transforms: dict[int, object] = {}
 
     def __len__(self) -> int:
@@ -211,8 +217,11 @@ class _ResolutionDataset(Dataset):
 
     def _transform(self, resolution: int):
         if resolution not in self._transforms:
-            build = train_transform if self.train else eval_transform
-            self._transforms[resolution] = build(resolution, pil_input=self.pil_input)
+            if self.train:
+                transform = train_transform(resolution, self.pil_input, self.crop_scale)
+            else:
+                transform = eval_transform(resolution, self.pil_input)
+            self._transforms[resolution] = transform
         return self._transforms[resolution]
 
     def _load(self, index: int, resolution: int):
@@ -235,8 +244,9 @@ class _ResolutionDataset(Dataset):
 class JpegImages(_ResolutionDataset):
     """Images decoded from the files listed in a manifest."""
 
-    def __init__(self, manifest: Manifest, root: str | Path, train: bool, resolution: int = 224):
-        super().__init__(manifest.labels, train, resolution)
+    def __init__(self, manifest: Manifest, root: str | Path, train: bool, resolution: int = 224,
+                 crop_scale: tuple[float, float] = IMAGENET_CROP_SCALE):
+        super().__init__(manifest.labels, train, resolution, crop_scale)
         self.paths = manifest.paths
         self.root = str(root)
 
@@ -264,8 +274,9 @@ class PackedImages(_ResolutionDataset):
         train: bool,
         resolution: int = 224,
         rows: np.ndarray | None = None,
+        crop_scale: tuple[float, float] = IMAGENET_CROP_SCALE,
     ):
-        super().__init__(labels, train, resolution)
+        super().__init__(labels, train, resolution, crop_scale)
         self.npy_path = str(npy_path)
         self.rows = rows  # row of the packed array for each dataset index (None: identity)
         self._array = None  # opened lazily in each worker: a memmap must not be pickled
@@ -318,7 +329,8 @@ def _packed_dir(prepared_dir: Path, packed) -> Path | None:
     return Path(packed)
 
 
-def _dataset(prepared_dir, split, train, resolution, root, packed, subset=None):
+def _dataset(prepared_dir, split, train, resolution, root, packed, subset=None,
+             crop_scale=IMAGENET_CROP_SCALE):
     from dwnas.data.pack import read_packed_meta
 
     prepared_dir = Path(prepared_dir)
@@ -329,7 +341,7 @@ def _dataset(prepared_dir, split, train, resolution, root, packed, subset=None):
         manifest = Manifest(split, manifest.paths[subset], manifest.labels[subset])
     packed_dir = _packed_dir(prepared_dir, packed)
     if packed_dir is None:
-        return JpegImages(manifest, dataset_root(prepared_dir, root), train, resolution)
+        return JpegImages(manifest, dataset_root(prepared_dir, root), train, resolution, crop_scale)
     meta = read_packed_meta(packed_dir, prepared_dir, split)
     needed = resolution if train else int(resolution / EVAL_CROP_RATIO)
     if needed > meta["size"]:
@@ -338,7 +350,8 @@ def _dataset(prepared_dir, split, train, resolution, root, packed, subset=None):
             f"{needed} px: they will be upscaled",
             stacklevel=3,
         )
-    return PackedImages(meta["path"], manifest.labels, train, resolution, rows=subset)
+    return PackedImages(meta["path"], manifest.labels, train, resolution, rows=subset,
+                        crop_scale=crop_scale)
 
 
 def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -374,16 +387,18 @@ def build_train_loader(
     packed: bool | str | Path | None = None,
     rank: int | None = None,
     world_size: int | None = None,
+    crop_scale: tuple[float, float] = IMAGENET_CROP_SCALE,
 ) -> ElasticDataLoader:
     """Shuffled, augmented (images, labels) batches of the train split.
 
     ``resolution``: an int, or ``(min, max)`` (or ``(min, max, step)``) for a resolution drawn per
     batch. ``packed``: None uses ``prepared_dir/packed`` when it exists, False never, True requires
     it, a path names another pack. ``rank``/``world_size`` default to torch.distributed's when it is
-    initialised. Call ``loader.set_epoch(e)`` before each epoch.
+    initialised. ``crop_scale``: RandomResizedCrop's range of crop area. Call
+    ``loader.set_epoch(e)`` before each epoch.
     """
     low, high, _ = _resolution_grid(resolution)
-    dataset = _dataset(prepared_dir, "train", True, high, root, packed)
+    dataset = _dataset(prepared_dir, "train", True, high, root, packed, crop_scale=crop_scale)
     rank, world_size = _distributed(rank, world_size)
     sampler = ElasticBatchSampler(
         len(dataset),

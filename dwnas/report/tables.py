@@ -62,6 +62,10 @@ def main_table(runs: pd.DataFrame, keep: set[tuple[str, str, str]] | None = None
                 "params": metric(tr, "params_deep"),
                 "layers_deep": metric(tr, "layers_deep"), "layers_shallow": metric(tr, "layers_shallow"),
                 "max_rel_err": metric(tr, "max_rel_err"),
+                # ODN's progressive depth: the depth it stopped at and the parameter memory that
+                # saves against its full depth (empty for the methods that do not grow)
+                "depth_found": metric(tr, "depth_found"), "full_depth": metric(tr, "full_depth"),
+                "memory_saved": metric(tr, "memory_saved"),
             }
             notes = []
             for form in ("deep", "shallow"):
@@ -96,6 +100,7 @@ COLUMNS = {
     "latency_deep_ms": "Latency deep (ms)", "latency_shallow_ms": "Latency shallow (ms)",
     "speedup": "Speed-up", "throughput_deep": "Img/s deep", "throughput_shallow": "Img/s shallow",
     "energy_deep_mj": "Energy deep (mJ/img)", "energy_shallow_mj": "Energy shallow (mJ/img)",
+    "depth_found": "Depth found / full", "memory_saved": "Memory saved (%)",
 }
 
 
@@ -108,6 +113,12 @@ def presentable(table: pd.DataFrame) -> pd.DataFrame:
     out["params"] = out["params"] / 1e6
     for col in ("energy_deep_mj", "energy_shallow_mj"):
         out[col] = [v if v is not None and not pd.isna(v) else NOT_MEASURED for v in out[col]]
+    if "depth_found" in out and out["depth_found"].notna().any():
+        out["depth_found"] = [f"{found:.0f} / {full:.0f}" if pd.notna(found) else ""
+                              for found, full in zip(out["depth_found"], out["full_depth"], strict=True)]
+        out["memory_saved"] = [f"{100 * v:.1f}" if pd.notna(v) else "" for v in out["memory_saved"]]
+    else:
+        out = out.drop(columns=["depth_found", "memory_saved"], errors="ignore")
     out = out[[c for c in COLUMNS if c in out]].rename(columns=COLUMNS)
     return out
 

@@ -132,7 +132,8 @@ class Trainer:
         lo, hi = self.job.resolution
         loader = build_train_loader(prepared, self.job.recipe.batch_size, resolution=hi,
                                     workers=self.job.workers, seed=self.job.seed,
-                                    rank=self.ctx.rank, world_size=self.ctx.world_size)
+                                    rank=self.ctx.rank, world_size=self.ctx.world_size,
+                                    crop_scale=self.job.recipe.crop_scale)
         if len(loader) == 0:
             raise DwnasError(f"{prepared}: fewer training images than one batch of "
                              f"{self.job.recipe.batch_size} per process")

@@ -30,6 +30,7 @@ class Recipe:
     distill: bool
     linearize_epochs: float
     checkpoint_every: int
+    crop_scale: tuple[float, float]  # RandomResizedCrop's area range: (0.08, 1) on ImageNet
 
     @classmethod
     def from_params(cls, section: dict, where: str = "train") -> Recipe:
@@ -37,7 +38,9 @@ class Recipe:
         missing = sorted(known - set(section))
         if missing:
             raise DwnasError(f"{where}: missing keys {missing}")
-        recipe = cls(**{k: section[k] for k in known})
+        values = {k: section[k] for k in known}
+        values["crop_scale"] = tuple(values["crop_scale"])
+        recipe = cls(**values)
         recipe.check(where)
         return recipe
 
@@ -56,6 +59,10 @@ class Recipe:
             problems.append(f"{where}.subnets_per_step: must be >= 1 (got {self.subnets_per_step})")
         if self.grad_clip is not None and not self.grad_clip > 0:
             problems.append(f"{where}.grad_clip: must be > 0 or null (got {self.grad_clip})")
+        scale = self.crop_scale
+        if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+            problems.append(f"{where}.crop_scale: must be [min, max] with 0 < min <= max <= 1 "
+                            f"(got {list(self.crop_scale)})")
         if problems:
             raise DwnasError("; ".join(problems))
 
