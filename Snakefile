@@ -92,13 +92,22 @@ rule all:
 
 
 # Targets of the DVC stages (dvc.yaml): each stage asks for one of these.
-localrules: trained_baselines, transformed_searches, measured
+localrules: static_baselines, searched_baselines, transformed_searches, measured
 
 
-rule trained_baselines:
+def trained(*methods):
+    return [f"{R}/baselines/{method}/{variant}/transform.json"
+            for method in methods for variant in BASELINE_VARIANTS[method]]
+
+
+rule static_baselines:  # fixed architectures, trained from scratch
     input:
-        [f"{R}/baselines/{method}/{variant}/transform.json"
-         for method, variants in BASELINE_VARIANTS.items() for variant in variants],
+        trained("mobilenetv2", "odn"),
+
+
+rule searched_baselines:  # architectures found by a search (DepthShrinker: deep-only's)
+    input:
+        trained("depthshrinker", "hurricane"),
 
 
 rule transformed_searches:

@@ -138,8 +138,8 @@ def test_dvc_reruns_only_stages_whose_params_changed(workdir):
     try:
         status = dvc(workdir, "status").stdout
         stale = {line.rstrip(":").strip() for line in status.splitlines() if line.endswith(":") and not line.startswith("\t")}
-        assert "search" in stale
-        assert {"data", "train", "profile"}.isdisjoint(stale)
+        assert {"search", "searched_baselines"} <= stale
+        assert {"data", "train", "profile", "static_baselines"}.isdisjoint(stale)
     finally:
         params.write_text(original)
 
@@ -148,7 +148,8 @@ def test_dvc_experiment_with_a_changed_param(workdir):
     done = dvc(workdir, "exp", "run", "-S", "params/smoke.yaml:measure.iters=4")
     out = done.stdout + done.stderr
     assert "Running stage 'measure'" in out and "Running stage 'report'" in out
-    for upstream in ("data", "train", "profile", "search", "baselines", "transform"):
+    for upstream in ("data", "train", "profile", "search", "static_baselines",
+                     "searched_baselines", "transform"):
         assert f"Running stage '{upstream}'" not in out, upstream
     shown = dvc(workdir, "exp", "show", "--csv").stdout
     assert "measure.iters" in shown
