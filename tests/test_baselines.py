@@ -307,6 +307,25 @@ def test_report_rows_and_pareto_hold_every_method(run, monkeypatch):
     assert all(p.stat().st_size > 0 for p in files)
 
 
+def test_report_latency_is_the_chosen_statistic_of_the_measurements(run, monkeypatch):
+    from dwnas.errors import DwnasError
+    from dwnas.report.collect import load_runs
+    from dwnas.report.tables import main_table, write_tables
+
+    monkeypatch.setenv("DWNAS_TRACKING", "1")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{run}/mlflow.db")
+    runs = load_runs(EXPERIMENT, None)
+    measured = json.loads((run / "measure/odn_resnet18_shallow.json").read_text())["latency_ms"]
+    for statistic in ("median", "min", "p90"):
+        table = main_table(runs, statistic=statistic)
+        row = table[(table["method"] == "odn") & (table["budget"] == "resnet18")].iloc[0]
+        assert row["latency_shallow_ms"] == pytest.approx(measured[statistic])
+    markdown = write_tables(table, run / "p90")[1].read_text()
+    assert "Latency shallow (ms, p90)" in markdown
+    with pytest.raises(DwnasError, match="latency statistic must be one of"):
+        main_table(runs, statistic="fastest")
+
+
 def test_bad_input_is_refused_with_the_key_named(tmp_path, capsys):
     recipe = dict(BASE["mobilenetv2"]["recipe"], subnets_per_step=2)
     assert main(["baseline", "mobilenetv2", "--prepared", str(tmp_path), "--width", "0.5",

@@ -16,7 +16,8 @@ def _report(args: argparse.Namespace) -> int:
     from dwnas.search.latency import plot_fidelity
 
     runs = load_runs(args.experiment, args.params_hash)
-    table = main_table(runs, measured_keys(args.measured) if args.measured else None)
+    table = main_table(runs, measured_keys(args.measured) if args.measured else None,
+                       statistic=args.latency_statistic)
     if table.empty:
         raise DwnasError(f"no transform/measure runs in experiment {args.experiment!r}"
                          f" for params hash {args.params_hash}: nothing to report")
@@ -59,5 +60,9 @@ def register(sub) -> None:
                         "holds exactly these rows (latest run of each)")
     parser.add_argument("--sweep", action="append", default=[], help="sweep JSON (repeatable)")
     parser.add_argument("--fidelity", default=None, help="lut_fidelity.json")
+    parser.add_argument("--latency-statistic", default="median",
+                        choices=("median", "min", "mean", "p90"),
+                        help="which statistic of each measurement's timed iterations the table "
+                        "and figures show (params: measure.statistic)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(func=_report)

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from dwnas.io import atomic_path  # noqa: E402
+from dwnas.report.tables import latency_unit  # noqa: E402
 
 METHOD_STYLE = {
     "double-win": {"color": "tab:red", "marker": "o", "label": "Double-Win (shallow)"},
@@ -57,7 +58,7 @@ def pareto(table: pd.DataFrame, out_dir: Path) -> list[Path]:
         for _, r in rows.iterrows():
             ax.annotate(r["budget"], (r["latency_shallow_ms"], r["top1"] * 100), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel(f"measured latency on {device} (ms, batch 1)")
+    ax.set_xlabel(f"measured latency on {device} ({latency_unit(table)}, batch 1)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title("Accuracy vs latency")
     ax.grid(alpha=0.3)
@@ -74,7 +75,7 @@ def deep_vs_shallow(table: pd.DataFrame, out_dir: Path) -> list[Path]:
     labels = [f"{m}\n{b}\n{d}" for m, b, d in zip(data["method"], data["budget"], data["device"],
                                                   strict=True)]
     x = range(len(data))
-    panels = [("latency", "ms", "latency_deep_ms", "latency_shallow_ms")]
+    panels = [("latency", latency_unit(table), "latency_deep_ms", "latency_shallow_ms")]
     if has_energy:
         panels.append(("energy", "mJ / image", "energy_deep_mj", "energy_shallow_mj"))
     for ax, (name, unit, deep_col, shallow_col) in zip(axes[0], panels, strict=True):

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from dwnas.errors import DwnasError
 from dwnas.io import write_text
 from dwnas.report.collect import measure_artifact, metric
 
 NOT_MEASURED = "not measured"
+LATENCY_STATISTICS = ("median", "min", "mean", "p90")
 
 
 def _top1(runs: pd.DataFrame, method: str, budget: str):
@@ -34,12 +36,16 @@ def measured_keys(paths) -> set[tuple[str, str, str]]:
     return keys
 
 
-def main_table(runs: pd.DataFrame, keep: set[tuple[str, str, str]] | None = None) -> pd.DataFrame:
+def main_table(runs: pd.DataFrame, keep: set[tuple[str, str, str]] | None = None,
+               statistic: str = "median") -> pd.DataFrame:
     """One row per (method, budget, device), joined from search, transform and measure runs
-    (only the keys in ``keep``, when given).
+    (only the keys in ``keep``, when given). Latency is the measurements' ``statistic`` over
+    their timed iterations (``table.attrs["latency_statistic"]``).
 
     A baseline's ``baseline_<method>`` run (dwnas.baselines) is its search and transform in one:
     it carries the transform figures and ``results.<budget>.top1`` itself."""
+    if statistic not in LATENCY_STATISTICS:
+        raise DwnasError(f"latency statistic must be one of {LATENCY_STATISTICS} (got {statistic!r})")
     if runs.empty:
         return pd.DataFrame()
     stage = runs["tags.dwnas.stage"]
@@ -72,7 +78,8 @@ def main_table(runs: pd.DataFrame, keep: set[tuple[str, str, str]] | None = None
                 m = measures[(measures["tags.dwnas.device"] == device)
                              & (measures["tags.dwnas.form"] == form)]
                 run = m.iloc[-1] if len(m) else None
-                row[f"latency_{form}_ms"] = metric(run, "latency_ms.median") if run is not None else None
+                row[f"latency_{form}_ms"] = (metric(run, f"latency_ms.{statistic}")
+                                             if run is not None else None)
                 row[f"throughput_{form}"] = (metric(run, "throughput_images_per_s")
                                              if run is not None else None)
                 energy = metric(run, "energy_per_image_mj") if run is not None else None
@@ -89,8 +96,15 @@ def main_table(runs: pd.DataFrame, keep: set[tuple[str, str, str]] | None = None
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    return table.sort_values(["method", "device", "latency_shallow_ms"], na_position="last",
-                             ignore_index=True)
+    table = table.sort_values(["method", "device", "latency_shallow_ms"], na_position="last",
+                              ignore_index=True)
+    table.attrs["latency_statistic"] = statistic
+    return table
+
+
+def latency_unit(table: pd.DataFrame) -> str:
+    """'ms, <statistic>': how the table's latency columns were read from the measurements."""
+    return f"ms, {table.attrs.get('latency_statistic', 'median')}"
 
 
 COLUMNS = {
@@ -119,8 +133,9 @@ def presentable(table: pd.DataFrame) -> pd.DataFrame:
         out["memory_saved"] = [f"{100 * v:.1f}" if pd.notna(v) else "" for v in out["memory_saved"]]
     else:
         out = out.drop(columns=["depth_found", "memory_saved"], errors="ignore")
-    out = out[[c for c in COLUMNS if c in out]].rename(columns=COLUMNS)
-    return out
+    names = {**COLUMNS, "latency_deep_ms": f"Latency deep ({latency_unit(table)})",
+             "latency_shallow_ms": f"Latency shallow ({latency_unit(table)})"}
+    return out[[c for c in COLUMNS if c in out]].rename(columns=names)
 
 
 def write_tables(table: pd.DataFrame, out_dir: Path, stem: str = "main_table") -> list[Path]:

@@ -24,6 +24,7 @@ rule report:
     params:
         out=f"{R}/report",
         experiment=f"dwnas-{NAME}",
+        statistic=MEASURE["statistic"],
     log:
         f"{R}/logs/report.log",
     benchmark:
@@ -31,4 +32,5 @@ rule report:
     shell:
         "dwnas report --experiment {params.experiment} --measured {input.measures} {input.baselines}"
         " --sweep {input.sweeps[0]} --sweep {input.sweeps[1]} --fidelity {input.fidelity}"
+        " --latency-statistic {params.statistic}"
         " --out {params.out} > {log} 2>&1"
