@@ -72,7 +72,8 @@ def run(tmp_path_factory) -> Path:
         hurricane = BASE["hurricane"]
         timing = json.dumps({"warmup": 1, "iters": 3, "threads": 1})
         ok(["profile", "--space", json.dumps(SMOKE["space"]), "--grid", "32,40", "--num-classes",
-            "4", "--settings", timing, "--fidelity-archs", "0", "--out", str(root / "profile")])
+            "4", "--settings", timing, "--fidelity-archs", "0", "--statistic", "min",
+            "--out", str(root / "profile")])
         ok(["baseline", "hurricane", "supernet", *common, "--space", json.dumps(SMOKE["space"]),
             "--settings", json.dumps(hurricane), "--measure-settings", timing,
             "--out", str(out / "hurricane/supernet")])
@@ -183,6 +184,10 @@ def test_rank_blocks_orders_by_accuracy_lost():
     assert ranking[-1]["drop"] == pytest.approx(0.3)
     assert with_linear(deep, {1, 3}).num_linear == 2
     assert count_to_linearise(4, 0.5) == 2 and count_to_linearise(5, 0.0) == 0
+
+
+def test_latency_table_records_its_statistic(run):
+    assert json.loads((run / "profile/lut.json").read_text())["settings"]["statistic"] == "min"
 
 
 def test_hurricane_preselects_operators_and_fits_the_budget(run):

@@ -221,3 +221,17 @@ def test_measure_is_tracked(models, tmp_path, tracking_on):
         runs["metrics.latency_ms.median"][0] == json.loads(out.read_text())["latency_ms"]["median"]
     )
     assert runs["params.resolution"][0] == "16"
+
+
+def test_latency_timer_returns_the_chosen_statistic():
+    from torch import nn
+
+    from dwnas.measure.api import latency_timer
+
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    timing = {"warmup": 1, "iters": 20, "threads": 1}
+    fastest = latency_timer("host", timing, "min")(conv, (3, 16, 16))
+    slow = latency_timer("host", timing, "p90")(conv, (3, 16, 16))
+    assert 0 < fastest and 0 < slow
+    with pytest.raises(DwnasError, match="latency statistic must be one of"):
+        latency_timer("host", timing, "fastest")

@@ -194,13 +194,6 @@ def _depthshrinker(args: argparse.Namespace) -> int:
 
 
 # -- HURRICANE --------------------------------------------------------------------------------------
-def _timer(device: str, settings: dict):
-    from dwnas.measure.api import measure_module
-
-    base = {"device": device, "trt": False, **settings}
-    return lambda module, shape: measure_module(module, shape, base)["latency_ms"]["median"]
-
-
 SUPERNET_KEYS = ("kinds", "kernels", "expands", "se", "keep_ops", "late_stages", "resolution",
                  "recipe")
 SEARCH_KEYS = ("population", "generations", "stage2_epochs", "finetune_epochs", "recipe")
@@ -227,6 +220,7 @@ def _hurricane_supernet(args: argparse.Namespace) -> int:
     from dwnas.baselines.common import fit
     from dwnas.data.loaders import num_classes
     from dwnas.io import atomic_dir, torch_save, write_json
+    from dwnas.measure.api import latency_timer
     from dwnas.space import Space
 
     settings = _hurricane_settings(args.settings, SUPERNET_KEYS)
@@ -236,7 +230,9 @@ def _hurricane_supernet(args: argparse.Namespace) -> int:
     early, late = hc.split_layers(space, settings["late_stages"])
     ops = hc.candidate_ops(settings["kinds"], settings["kernels"], settings["expands"], settings["se"])
     n_classes = num_classes(args.prepared)
-    table = hc.profile_ops(space, ops, resolution, _timer(args.device, args.measure_settings),
+    timing = dict(args.measure_settings)
+    statistic = timing.pop("statistic", "median")  # the latency table's statistic (profile.*)
+    table = hc.profile_ops(space, ops, resolution, latency_timer(args.device, timing, statistic),
                            n_classes)
     choices = hc.layer_choices(space, table, settings["keep_ops"])
     defaults = [hc.fastest_op(table, layer, allowed) for layer, allowed

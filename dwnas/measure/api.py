@@ -38,6 +38,22 @@ def measure_module(
     return make_backend(settings).measure(module, input_shape, settings)
 
 
+LATENCY_STATISTICS = ("median", "min", "mean", "p90")
+
+
+def latency_timer(device: str, settings: Mapping[str, Any], statistic: str = "median"):
+    """``timer(module, input_shape) -> ms``: one latency statistic of :func:`measure_module` on
+    ``device`` (the latency table's and HURRICANE's operator timings; no TensorRT)."""
+    if statistic not in LATENCY_STATISTICS:
+        raise DwnasError(f"latency statistic must be one of {LATENCY_STATISTICS} (got {statistic!r})")
+    base = {"device": device, "trt": False, **settings}
+
+    def timer(module: Any, input_shape: Sequence[int]) -> float:
+        return measure_module(module, input_shape, base)["latency_ms"][statistic]
+
+    return timer
+
+
 def measure_file(
     path: str | Path,
     resolution: int,

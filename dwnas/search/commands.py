@@ -7,24 +7,13 @@ import argparse
 from dwnas.train.commands import json_arg
 
 
-def _timer(device: str, settings: dict):
-    """``measure(module, shape) -> median ms`` on ``device`` with the measurement backend."""
-    from dwnas.measure.api import measure_module
-
-    base = {"device": device, "trt": False, **settings}
-
-    def measure(module, shape) -> float:
-        return measure_module(module, shape, base)["latency_ms"]["median"]
-
-    return measure
-
-
 def _profile(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dwnas import track
     from dwnas.errors import DwnasError
     from dwnas.io import atomic_dir, write_json
+    from dwnas.measure.api import latency_timer
     from dwnas.search.latency import calibrate, fidelity, plot_fidelity, profile_space
     from dwnas.space import Space
 
@@ -33,9 +22,9 @@ def _profile(args: argparse.Namespace) -> int:
     lo, hi = min(space.resolutions()), max(space.resolutions())
     if grid[0] > lo or grid[-1] < hi:
         raise DwnasError(f"--grid {grid} must cover the space's resolutions [{lo}, {hi}]")
-    measure = _timer(args.device, args.settings)
+    measure = latency_timer(args.device, args.settings, args.statistic)
     table = profile_space(space, args.device, measure, grid, args.num_classes)
-    table.settings.update(args.settings)
+    table.settings.update(args.settings, statistic=args.statistic)
     if args.calibration_archs:
         calibrate(table, space, measure, args.num_classes, args.calibration_archs, args.seed)
     from dwnas.measure.backends import make_backend
@@ -207,6 +196,8 @@ def register(sub) -> None:
                       help="random archs timed end to end to fit the per-form scale (0 = none)")
     prof.add_argument("--fidelity-archs", type=int, default=30,
                       help="random archs to check predicted vs measured latency (0 = skip)")
+    prof.add_argument("--statistic", default="median", choices=("median", "min", "mean", "p90"),
+                      help="which statistic of each timing the table holds (profile.statistic)")
     prof.add_argument("--seed", type=int, default=0)
     prof.add_argument("--out", required=True, help="output dir: lut.json, lut_fidelity.{json,png}")
     prof.set_defaults(func=_profile)

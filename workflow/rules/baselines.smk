@@ -114,7 +114,7 @@ rule baseline_hurricane_supernet:
         space=as_json(config["space"]),
         settings=as_json({k: HURRICANE[k] for k in HURRICANE_SUPERNET_KEYS}),
         device=PROFILE["device"],
-        timing=as_json({k: PROFILE[k] for k in ("warmup", "iters", "threads")}),
+        timing=as_json({k: PROFILE[k] for k in ("warmup", "iters", "threads", "statistic")}),
         seed=config["seed"],
         workers=config["data"]["workers"],
     threads: workflow.cores  # operators are timed: no other job competes for the CPU

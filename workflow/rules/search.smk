@@ -28,6 +28,7 @@ rule profile:
         grid=",".join(str(r) for r in PROFILE["grid"]),
         classes=NUM_CLASSES,
         settings=as_json({k: PROFILE[k] for k in ("warmup", "iters", "threads")}),
+        statistic=PROFILE["statistic"],
         archs=PROFILE["fidelity_archs"],
         calibration=PROFILE["calibration_archs"],
         seed=config["seed"],
@@ -38,7 +39,7 @@ rule profile:
         f"{R}/benchmarks/profile_{PROFILE['device']}.tsv"
     shell:
         "dwnas profile --space {params.space:q} --device {params.device} --grid {params.grid}"
-        " --num-classes {params.classes} --settings {params.settings:q}"
+        " --num-classes {params.classes} --settings {params.settings:q} --statistic {params.statistic}"
         " --calibration-archs {params.calibration} --fidelity-archs {params.archs} --seed {params.seed} --out {params.out} > {log} 2>&1"
 
 
