@@ -66,11 +66,12 @@ def planned_jobs(output: str) -> dict[str, int]:
 
 
 def make_project(dest: Path) -> Path:
-    """A fresh git checkout of the repo's tracked files, with dvc.yaml switched to smoke."""
+    """A fresh git checkout of the repo's tracked files, with dvc.yaml switched to smoke (and
+    without the default params' dvc.lock)."""
     files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
     for name in filter(None, files.decode().split("\0")):
         src = REPO / name
-        if src.is_file():
+        if src.is_file() and name != "dvc.lock":
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
     dvc_yaml = dest / "dvc.yaml"
