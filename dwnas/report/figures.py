@@ -43,7 +43,7 @@ def _style(method: str, i: int) -> dict:
 
 def pareto(table: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Top-1 vs measured latency of each method's deployed form (first device)."""
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
     device = table["device"].dropna().iloc[0] if table["device"].notna().any() else "?"
     data = table[table["device"] == device]
     for i, (method, rows) in enumerate(data.groupby("method", sort=True)):
@@ -62,7 +62,7 @@ def pareto(table: pd.DataFrame, out_dir: Path) -> list[Path]:
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title("Accuracy vs latency")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: no point hidden
     return save(fig, out_dir, "pareto")
 
 
@@ -70,10 +70,12 @@ def deep_vs_shallow(table: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Per method and budget: latency (and energy, when measured) deep vs shallow."""
     data = table.dropna(subset=["latency_deep_ms", "latency_shallow_ms"])
     has_energy = data["energy_shallow_mj"].notna().any()
-    fig, axes = plt.subplots(1, 2 if has_energy else 1, figsize=(9 if has_energy else 6, 4),
-                             squeeze=False)
-    labels = [f"{m}\n{b}\n{d}" for m, b, d in zip(data["method"], data["budget"], data["device"],
-                                                  strict=True)]
+    per_panel = max(6.0, 0.45 * len(data) + 1.5)  # room for one rotated label per bar pair
+    fig, axes = plt.subplots(1, 2 if has_energy else 1, squeeze=False,
+                             figsize=(per_panel * (2 if has_energy else 1), 4.5))
+    several_devices = data["device"].nunique() > 1
+    labels = [f"{m} {b}" + (f" ({d})" if several_devices else "")
+              for m, b, d in zip(data["method"], data["budget"], data["device"], strict=True)]
     x = range(len(data))
     panels = [("latency", latency_unit(table), "latency_deep_ms", "latency_shallow_ms")]
     if has_energy:
@@ -81,15 +83,17 @@ def deep_vs_shallow(table: pd.DataFrame, out_dir: Path) -> list[Path]:
     for ax, (name, unit, deep_col, shallow_col) in zip(axes[0], panels, strict=True):
         ax.bar([i - 0.2 for i in x], data[deep_col], width=0.4, label="deep", color="tab:blue")
         ax.bar([i + 0.2 for i in x], data[shallow_col], width=0.4, label="shallow", color="tab:red")
-        ax.set_xticks(list(x), labels, fontsize=7)
+        ax.set_xticks(list(x), labels, fontsize=7, rotation=45, ha="right",
+                      rotation_mode="anchor")
         ax.set_ylabel(f"{name} ({unit})")
-        ax.set_title(f"Deep vs shallow {name}")
+        ax.set_title(f"Deep vs shallow {name}" + ("" if several_devices
+                                                   else f" on {data['device'].iloc[0]}"))
         ax.legend(fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     if not has_energy:
         notes = sorted({n for n in table["energy_note"] if n})
-        if notes:
-            fig.text(0.01, -0.02, "Energy " + notes[0], fontsize=7, ha="left", va="top")
+        if notes:  # as the x label, which sits below the rotated tick labels
+            axes[0][0].set_xlabel("Energy " + notes[0], fontsize=7)
     return save(fig, out_dir, "deep_vs_shallow")
 
 
