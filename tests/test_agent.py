@@ -59,10 +59,11 @@ def _port(server: AgentServer) -> int:
     return server.server_address[1]
 
 
-def _raw_exchange(port: int, head: str, timeout: float = 10) -> bytes:
-    """Send request headers only (no body) and return whatever the agent answers."""
+def _raw_exchange(port: int, head: str, body: bytes = b"", timeout: float = 10) -> bytes:
+    """Send request headers (and ``body``) and return the whole answer, read until the agent
+    closes the connection (headers and body may arrive in separate segments)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(head.encode())
+        sock.sendall(head.encode() + body)
         chunks = []
         while chunk := sock.recv(65536):
             chunks.append(chunk)
@@ -117,10 +118,7 @@ def test_unknown_format_and_wrong_magic_are_refused(agent, models):
     answer = _raw_exchange(_port(agent), _head(10, token=TOKEN, fmt="keras"))
     assert answer.startswith(b"HTTP/1.1 415")
     body = models["garbage.pt"].read_bytes()
-    head = _head(len(body), token=TOKEN, expect=False)
-    with socket.create_connection(("127.0.0.1", _port(agent)), timeout=10) as sock:
-        sock.sendall(head.encode() + body)
-        answer = sock.recv(65536)
+    answer = _raw_exchange(_port(agent), _head(len(body), token=TOKEN, expect=False), body)
     assert answer.startswith(b"HTTP/1.1 415")
     assert b"neither a zip" in answer
     with pytest.raises(DwnasError, match="not a torchscript file"):  # the client checks first
