@@ -65,9 +65,9 @@ def run(tmp_path_factory) -> Path:
         save_supernet(root / "elastic.pt", Supernet(space, 4))
         (root / "deep.json").write_text(deep_only(space.largest()).to_json())
         ok(["baseline", "depthshrinker", *common, "--checkpoint", str(root / "elastic.pt"),
-            "--arch", str(root / "deep.json"), "--budget", "60pct", "--linear-fraction", "0.5",
+            "--arch", str(root / "deep.json"), "--budget", "75pct", "--linear-fraction", "0.5",
             "--recipe", json.dumps(BASE["depthshrinker"]["recipe"]),
-            "--out", str(out / "depthshrinker/60pct")])
+            "--out", str(out / "depthshrinker/75pct")])
 
         hurricane = BASE["hurricane"]
         timing = json.dumps({"warmup": 1, "iters": 3, "threads": 1})
@@ -81,9 +81,9 @@ def run(tmp_path_factory) -> Path:
                                                    "mutate_resolution_prob", "max_tries")}
         ok(["baseline", "hurricane", "search", *common, "--supernet",
             str(out / "hurricane/supernet/supernet.pt"), "--lut", str(root / "profile/lut.json"),
-            "--budgets", json.dumps(SMOKE["search"]["budgets"]), "--budget", "60pct",
+            "--budgets", json.dumps(SMOKE["search"]["budgets"]), "--budget", "75pct",
             "--settings", json.dumps(hurricane), "--search-settings", json.dumps(ratios),
-            "--out", str(out / "hurricane/60pct")])
+            "--out", str(out / "hurricane/75pct")])
 
         odn = BASE["odn"]
         criterion = {k: odn[k] for k in ("target_top1", "min_delta", "max_rounds_per_depth",
@@ -103,7 +103,7 @@ def run(tmp_path_factory) -> Path:
     return root
 
 
-VARIANTS = [("mobilenetv2", "w0.35_r32"), ("depthshrinker", "60pct"), ("hurricane", "60pct"),
+VARIANTS = [("mobilenetv2", "w0.35_r32"), ("depthshrinker", "75pct"), ("hurricane", "75pct"),
             ("odn", "resnet18"), ("odn", "mbconv")]
 
 
@@ -153,7 +153,7 @@ def test_mobilenetv2_equals_torchvision(run):
 def test_depthshrinker_linearises_the_cheapest_blocks_and_merges_them(run):
     from dwnas.space import Arch
 
-    folder = run / "baselines/depthshrinker/60pct"
+    folder = run / "baselines/depthshrinker/75pct"
     summary = json.loads((folder / "summary.json").read_text())
     arch = Arch.load(folder / "arch.json")
     blocks = summary["blocks"]
@@ -207,7 +207,7 @@ def test_hurricane_preselects_operators_and_fits_the_budget(run):
         assert len(ops) <= hurricane["keep_ops"] + 1
         assert min(entries, key=lambda n: entries[n]["ms"]) in ops
         assert (SKIP in allowed) == (not layer.first)
-    summary = json.loads((run / "baselines/hurricane/60pct/summary.json").read_text())
+    summary = json.loads((run / "baselines/hurricane/75pct/summary.json").read_text())
     assert summary["latency_predicted_ms"] <= summary["budget_ms"]
     assert all(op in allowed for op, allowed in zip(summary["path"], choices, strict=True))
 

@@ -109,8 +109,8 @@ def test_pipeline_produces_the_report(workdir):
     assert table["top1"].between(0, 1).all()
     for mode in ("double-win", "deep-only"):
         pareto = pd.read_csv(r / f"search/{mode}/pareto.csv")
-        assert list(pareto["budget"]) == ["60pct", "90pct"]
-        for budget in ("60pct", "90pct"):
+        assert list(pareto["budget"]) == ["75pct", "90pct"]
+        for budget in ("75pct", "90pct"):
             transform = json.loads((r / f"transform/{mode}/{budget}/transform.json").read_text())
             assert transform["max_rel_err"] <= 1e-5
             for form in ("deep", "shallow"):
