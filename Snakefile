@@ -64,7 +64,6 @@ def as_json(value):
     return json.dumps(value, sort_keys=True)
 
 
-
 def package_code(*parts):
     """The package sources a rule runs, declared as inputs so that editing them re-runs it
     (relative to the Snakefile, so `snakemake -d elsewhere` works)."""

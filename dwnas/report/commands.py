@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dwnas.measure.api import LATENCY_STATISTICS
+
 
 def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
@@ -61,7 +63,7 @@ def register(sub) -> None:
     parser.add_argument("--sweep", action="append", default=[], help="sweep JSON (repeatable)")
     parser.add_argument("--fidelity", default=None, help="lut_fidelity.json")
     parser.add_argument("--latency-statistic", default="median",
-                        choices=("median", "min", "mean", "p90"),
+                        choices=LATENCY_STATISTICS,
                         help="which statistic of each measurement's timed iterations the table "
                         "and figures show (params: measure.statistic)")
     parser.add_argument("--out", required=True, help="output folder")

@@ -8,10 +8,10 @@ import pandas as pd
 
 from dwnas.errors import DwnasError
 from dwnas.io import write_text
+from dwnas.measure.api import LATENCY_STATISTICS
 from dwnas.report.collect import measure_artifact, metric
 
 NOT_MEASURED = "not measured"
-LATENCY_STATISTICS = ("median", "min", "mean", "p90")
 
 
 def _top1(runs: pd.DataFrame, method: str, budget: str):
