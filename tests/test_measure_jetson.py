@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from dwnas.cli import main
+from dwnas.errors import DwnasError
 from dwnas.measure.backends import JetsonBackend
-from dwnas.measure.jetson import Ina3221Meter
+from dwnas.measure.jetson import Ina3221Meter, require_jetson
 from dwnas.measure.settings import MeasureSettings
 from dwnas.measure.tegrastats import TegrastatsMeter
 from dwnas.measure.tensorrt import run_trtexec
@@ -96,6 +98,9 @@ def test_jetson_backend_on_a_jetpack4_tree():
 
 
 def test_jetson_backend_without_sensors_says_why(tmp_path):
+    """A Jetson (L4T release file) whose INA3221 rails are not exposed: energy null, with why."""
+    (tmp_path / "etc").mkdir()
+    shutil.copy(FIXTURES / "nano-jp4/etc/nv_tegra_release", tmp_path / "etc/nv_tegra_release")
     settings = MeasureSettings(
         device="jetson", iters=2, warmup=0, threads=1, sysfs_root=str(tmp_path)
     )
@@ -104,7 +109,50 @@ def test_jetson_backend_without_sensors_says_why(tmp_path):
     assert "no INA3221 power rails" in result["energy_reason"]
     assert "tegrastats not tried" in result["energy_reason"]
     assert result["power_mw"] is None
-    assert result["device"]["jetson"] is None and "device-tree" in result["device"]["jetson_reason"]
+    assert result["device"]["jetson"]["model"] is None
+    assert result["device"]["jetson"]["l4t_release"].startswith("R32.")
+
+
+def test_require_jetson_accepts_the_fixture_boards_and_any_one_sign(tmp_path):
+    for board in ("nano-jp4", "xavier-jp4", "orin-nano-jp5", "agx-orin-jp5"):
+        require_jetson(FIXTURES / board)
+    release, model, hwmon = tmp_path / "release", tmp_path / "model", tmp_path / "hwmon"
+    (release / "etc").mkdir(parents=True)
+    (release / "etc/nv_tegra_release").write_text("# R35 (release), REVISION: 4.1\n")
+    (model / "proc/device-tree").mkdir(parents=True)
+    (model / "proc/device-tree/model").write_text("NVIDIA Jetson Orin Nano Developer Kit\x00")
+    (hwmon / "sys/bus/i2c/drivers/ina3221").mkdir(parents=True)
+    for root in (release, model, hwmon):
+        require_jetson(root)
+
+
+def test_require_jetson_refuses_another_machine(tmp_path):
+    (tmp_path / "proc/device-tree").mkdir(parents=True)
+    (tmp_path / "proc/device-tree/model").write_text("Raspberry Pi 4 Model B\x00")
+    with pytest.raises(DwnasError) as caught:
+        require_jetson(tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"--device jetson: {tmp_path} does not look like a Jetson")
+    assert str(tmp_path / "etc/nv_tegra_release") in message
+    assert str(tmp_path / "sys/bus/i2c/drivers/ina3221") in message  # where rails were sought
+
+
+def test_measure_device_jetson_off_a_jetson_is_an_error(tmp_path, capsys):
+    """Needs the backend to call require_jetson when it is built (dwnas/measure/backends.py)."""
+    model = tmp_path / "net.pt"
+    torch.jit.trace(tiny_net().eval(), torch.randn(1, 3, 8, 8)).save(str(model))
+    out = tmp_path / "measure.json"
+    empty = tmp_path / "root"
+    empty.mkdir()
+    argv = ["measure", "--model", str(model), "--resolution", "8", "--out", str(out),
+            "--device", "jetson", "--sysfs-root", str(empty), "--iters", "2", "--warmup", "0",
+            "--threads", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --device jetson: ") and "does not look like a Jetson" in err
+    assert not out.exists()
+    with pytest.raises(DwnasError, match="does not look like a Jetson"):
+        JetsonBackend(empty)
 
 
 def test_tegrastats_runner_integrates_printed_rails(tmp_path):

@@ -18,19 +18,29 @@ protobuf field 1 for ONNX) and measured by ``python -m dwnas.measure.job`` in a 
 a timeout (504 when it expires, 422 when the job reports an error). One measurement at a time:
 a second request while one runs gets 503, since concurrent jobs would disturb each other's
 timing. ``GET /health`` (token required) tells a client the agent is up.
+
+Robustness: at most ``max_connections`` connections are served at once (further ones wait in a
+128-deep listen backlog, not in threads); a request's headers must arrive within
+``read_timeout_s`` and its body within a further second per MiB, however slowly the bytes
+trickle; a request with two ``Content-Length`` headers or a ``Transfer-Encoding`` is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import io
 import json
+import math
 import os
+import re
 import signal
 import stat
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +51,9 @@ from dwnas.measure.settings import MeasureSettings
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_JOB_TIMEOUT_S = 900.0
+DEFAULT_MAX_CONNECTIONS = 32
+DEFAULT_READ_TIMEOUT_S = 120.0
+UPLOAD_BYTES_PER_S = 1 << 20  # slowest upload rate the body deadline allows for
 REQUEST_HEADER = "X-Dwnas-Request"
 SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
 UPLOADED_MODEL = "<uploaded model>"  # stands for the agent's temporary path in error messages
@@ -88,17 +101,83 @@ class AgentConfig:
     job_timeout_s: float = DEFAULT_JOB_TIMEOUT_S
     device: str = "host"
     sysfs_root: str = "/"
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # connections served (threads) at once
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S  # deadline for a request's headers
 
 
 class AgentServer(ThreadingHTTPServer):
-    """HTTP server holding the agent's config and the one-job-at-a-time lock."""
+    """HTTP server holding the agent's config, the one-job-at-a-time lock and the connection cap."""
 
     daemon_threads = True
+    request_queue_size = 128  # listen backlog: a burst of health checks queues, not dropped
 
     def __init__(self, address: tuple[str, int], config: AgentConfig):
+        if config.max_connections < 1:
+            raise DwnasError(f"agent: max_connections must be >= 1 (got {config.max_connections})")
         super().__init__(address, AgentHandler)
         self.config = config
         self.job_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(config.max_connections)
+        self._stopping = threading.Event()
+
+    def process_request(self, request, client_address) -> None:
+        """Start a handler thread only once a slot is free; meanwhile accepting pauses, so
+        further connections wait in the kernel's backlog instead of costing a thread each."""
+        while not self._slots.acquire(timeout=0.2):
+            if self._stopping.is_set():
+                self.shutdown_request(request)
+                return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def shutdown(self) -> None:
+        self._stopping.set()
+        super().shutdown()
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Socket reads that fail once a deadline has passed: a per-recv timeout alone lets a
+    client that sends one byte every few seconds hold a connection forever."""
+
+    def __init__(self, sock, idle_timeout: float):
+        self.sock = sock
+        self.idle_timeout = idle_timeout
+        self.deadline = math.inf
+        self.expired = False
+        self.received = 0  # bytes since the last restart()
+
+    def restart(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.expired = False
+        self.received = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            self.expired = True
+            raise TimeoutError("request not received within its deadline")
+        self.sock.settimeout(min(remaining, self.idle_timeout))
+        try:
+            count = self.sock.recv_into(buffer)
+            self.received += count
+            return count
+        except TimeoutError:
+            self.expired = self.deadline <= time.monotonic()
+            raise
+        finally:
+            self.sock.settimeout(self.idle_timeout)
 
 
 class RequestRejected(Exception):
@@ -110,14 +189,36 @@ class RequestRejected(Exception):
 class AgentHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "dwnas-agent/1"
-    timeout = 120  # seconds a client may stall while sending headers or body
+    timeout = 120  # seconds one recv may wait; the whole request has a deadline too
     server: AgentServer
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (stdlib signature)
         sys.stderr.write(f"agent {self.address_string()}: {format % args}\n")
 
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()
+        self._reader = _DeadlineReader(self.connection, self.timeout)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        """Each request (keep-alive ones too) gets ``read_timeout_s`` for its headers; a late
+        one is told 408, an idle keep-alive connection is just closed."""
+        self._reader.restart(self.server.config.read_timeout_s)
+        self._answered = False
+        super().handle_one_request()
+        if self._reader.expired:
+            self.close_connection = True
+        if self._reader.expired and self._reader.received and not self._answered:
+            with contextlib.suppress(OSError):
+                self.wfile.write(
+                    b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                    b"Content-Length: 0\r\n\r\n"
+                )
+
     def _reply(self, status: HTTPStatus, payload: dict, close: bool = True) -> None:
         body = (json.dumps(payload, allow_nan=False) + "\n").encode()
+        self._answered = True
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -144,15 +245,19 @@ class AgentHandler(BaseHTTPRequestHandler):
             )
         if not self._authorised():
             raise RequestRejected(HTTPStatus.UNAUTHORIZED, "missing or wrong token")
-        raw_length = self.headers.get("Content-Length")
-        if raw_length is None:
-            raise RequestRejected(HTTPStatus.LENGTH_REQUIRED, "Content-Length required")
-        try:
-            length = int(raw_length)
-        except ValueError as exc:
+        if "Transfer-Encoding" in self.headers:
             raise RequestRejected(
-                HTTPStatus.BAD_REQUEST, "Content-Length is not an integer"
-            ) from exc
+                HTTPStatus.BAD_REQUEST, "Transfer-Encoding is not supported; send Content-Length"
+            )
+        lengths = self.headers.get_all("Content-Length") or []
+        if len(lengths) > 1:
+            # two lengths are how a request is smuggled past a proxy that reads the other one
+            raise RequestRejected(HTTPStatus.BAD_REQUEST, "more than one Content-Length header")
+        if not lengths:
+            raise RequestRejected(HTTPStatus.LENGTH_REQUIRED, "Content-Length required")
+        if not re.fullmatch(r"[0-9]+", lengths[0].strip()):
+            raise RequestRejected(HTTPStatus.BAD_REQUEST, "Content-Length is not an integer")
+        length = int(lengths[0])
         if length <= 0:
             raise RequestRejected(HTTPStatus.BAD_REQUEST, "empty model")
         if length > self.server.config.max_bytes:
@@ -224,11 +329,14 @@ class AgentHandler(BaseHTTPRequestHandler):
         except RequestRejected as exc:
             self._reply(exc.status, {"error": str(exc)})
             return
+        self._reader.deadline += length / UPLOAD_BYTES_PER_S
         try:
             body = self.rfile.read(length)
-        except OSError:  # the client stalled past ``timeout`` or reset the connection
+        except OSError:  # the client stalled past its deadline or reset the connection
             body = b""
         if len(body) != length:
+            if self._reader.expired:
+                self._reply(HTTPStatus.REQUEST_TIMEOUT, {"error": "request body not received in time"})
             self.close_connection = True  # the client went away mid-body
             return
         sniffed = sniff_format(body[:16])
@@ -305,7 +413,14 @@ def run_job(model: bytes, request: dict, timeout_s: float) -> tuple[HTTPStatus, 
 
 
 def make_server(host: str, port: int, config: AgentConfig) -> AgentServer:
-    """A bound, not yet serving agent; port 0 picks a free port (see ``server_address``)."""
+    """A bound, not yet serving agent; port 0 picks a free port (see ``server_address``).
+
+    ``device="jetson"`` is refused where the sysfs root shows no Jetson.
+    """
+    if config.device == "jetson":
+        from dwnas.measure.jetson import require_jetson
+
+        require_jetson(config.sysfs_root)
     try:
         return AgentServer((host, port), config)
     except OSError as exc:

@@ -387,7 +387,10 @@ class JetsonBackend(CudaBackend):
     onnx_cpu_fallback = True  # Jetson onnxruntime wheels often lack CUDA; trtexec covers the GPU
 
     def __init__(self, sysfs_root: str | Path = "/", cuda_index: int = 0):
+        from dwnas.measure.jetson import require_jetson
+
         Backend.__init__(self, sysfs_root)
+        require_jetson(self.sysfs_root)  # measuring "jetson" off a board would be a false label
         import torch
 
         self.cuda = torch.cuda.is_available()

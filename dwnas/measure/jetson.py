@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from dwnas.errors import DwnasError
 from dwnas.measure.meters import SampledPowerMeter, SensorError
 
 IIO_DRIVER = "sys/bus/i2c/drivers/ina3221x"
@@ -118,6 +119,30 @@ def discover_rails(root: str | Path = "/") -> list[Rail]:
         else r
         for r in rails
     ]
+
+
+def require_jetson(root: str | Path = "/") -> None:
+    """Refuse ``--device jetson`` where ``root`` shows no Jetson, rather than record a host run
+    as ``backend: jetson``. Any one sign suffices: the L4T release file, a Jetson/NVIDIA model
+    in the device tree, or an INA3221 driver directory (a fixture tree under ``--sysfs-root``).
+    """
+    from dwnas.measure.sysinfo import jetson_model
+
+    root = Path(root)
+    release = root / "etc/nv_tegra_release"
+    if release.is_file():
+        return
+    model = jetson_model(root)
+    if model and ("jetson" in model.lower() or "nvidia" in model.lower()):
+        return
+    if (root / IIO_DRIVER).is_dir() or (root / HWMON_DRIVER).is_dir():
+        return
+    raise DwnasError(
+        f"--device jetson: {root} does not look like a Jetson: no {release}, no Jetson model in "
+        f"{root / 'proc/device-tree/model'} and no INA3221 driver under {root / IIO_DRIVER} or "
+        f"{root / HWMON_DRIVER}; run on the board, pass --sysfs-root for a copy of its tree, or "
+        "use --device host / cuda"
+    )
 
 
 def sensor_update_interval_ms(rails: list[Rail]) -> int | None:

@@ -6,10 +6,18 @@ block train on the same weights; the others distil from the teacher's prediction
 the step's input resolution derive from (seed, global step) alone, hence every rank and every
 resumed run draws the same ones. Resume is exact: model, optimiser, scheduler, step and every RNG
 state are checkpointed, and a mid-epoch resume replays the data order without training on it.
+
+A saved state resumes only when its fingerprint matches part for part: the params that shape
+training, the ``--init`` checkpoint's bytes and the prepared manifests' bytes. It is read with
+``weights_only=True`` (plain types and tensors only, so a planted pickle cannot run code), and an
+unreadable, foreign or corrupt state is logged and replaced by a fresh start.
 """
 
 from __future__ import annotations
 
+import glob
+import hashlib
+import json
 import random
 import sys
 import time
@@ -21,11 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from dwnas.config import params_hash
 from dwnas.errors import DwnasError
 from dwnas.io import torch_save, write_json
 from dwnas.train.distributed import DistContext
-from dwnas.train.evaluate import ImageBank, evaluate_subnet, resize_batch
+from dwnas.train.evaluate import ImageBank, evaluate_subnet, file_digest, resize_batch
 from dwnas.train.recipe import (
     Recipe,
     build_optimizer,
@@ -56,11 +63,23 @@ class TrainJob:
     resume: bool = True
     extra: dict = field(default_factory=dict)
 
-    def fingerprint(self) -> str:
-        data = asdict(self)
-        for volatile in ("resume", "summary", "workers", "out"):
-            data.pop(volatile)
-        return params_hash({k: str(v) for k, v in data.items()})
+    def fingerprint(self, world_size: int = 1) -> dict[str, str]:
+        """A hash per part that shapes training, so that a mismatch can say which part differs.
+
+        ``init`` and ``prepared`` are hashed by content (a re-trained supernet or a re-prepared
+        dataset at the same path must not resume); ``checkpoint_every`` only paces saves.
+        """
+        parts = {"stage": self.stage, "seed": self.seed, "resolution": list(self.resolution),
+                 "space": self.space, "calib_images": self.calib_images,
+                 "val_images": self.val_images, "eval_batch": self.eval_batch,
+                 "extra": self.extra, "world_size": world_size}
+        for key, value in asdict(self.recipe).items():
+            if key != "checkpoint_every":
+                parts[f"recipe.{key}"] = value
+        hashes = {key: _hash(value) for key, value in parts.items()}
+        hashes["init"] = file_digest(self.init) if self.init is not None else "none"
+        hashes["prepared"] = manifests_digest(self.prepared)
+        return hashes
 
     @property
     def state_path(self) -> Path:
@@ -68,20 +87,61 @@ class TrainJob:
         return self.out.with_name(self.out.stem + ".state.pt")
 
 
+MANIFESTS = ("train.csv", "val.csv", "classes.json")
+_DESCRIBE = {"init": "the --init checkpoint's contents",
+             "prepared": "the prepared manifests (" + ", ".join(MANIFESTS) + ")"}
+
+
+def _hash(value) -> str:
+    blob = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def manifests_digest(prepared: Path) -> str:
+    """Content hash of a prepared dir's manifests (not of the images they list)."""
+    return _hash({name: file_digest(prepared / name) if (prepared / name).is_file() else None
+                  for name in MANIFESTS})
+
+
 def capture_rng() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
+    """Every RNG state as tensors and plain types, so that ``weights_only`` loading reads it."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
+                   "gauss": gauss},
+        "numpy": {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def restore_rng(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def decode_rng(state: dict) -> dict:
+    """The saved RNG states in the form the setters take; raises on a malformed entry."""
+    py, npy = state["python"], state["numpy"]
+    gauss = py["gauss"]
+    decoded = {
+        "python": (int(py["version"]), tuple(int(v) for v in py["state"].tolist()),
+                   None if gauss is None else float(gauss)),
+        "numpy": (str(npy["name"]), npy["keys"].cpu().numpy().astype(np.uint32), int(npy["pos"]),
+                  int(npy["has_gauss"]), float(npy["cached"])),
+        "torch": state["torch"].cpu().to(torch.uint8),
+    }
+    if "cuda" in state:
+        decoded["cuda"] = [t.cpu().to(torch.uint8) for t in state["cuda"]]
+    return decoded
+
+
+def restore_rng(decoded: dict) -> None:
+    """Apply :func:`decode_rng`'s result."""
+    random.setstate(decoded["python"])
+    np.random.set_state(decoded["numpy"])
+    torch.set_rng_state(decoded["torch"])
+    if "cuda" in decoded and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(decoded["cuda"])
 
 
 def seed_everything(seed: int) -> None:
@@ -92,6 +152,11 @@ def seed_everything(seed: int) -> None:
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no detail"
 
 
 class Trainer:
@@ -140,25 +205,42 @@ class Trainer:
         return loader, num_classes(prepared)
 
     # -- the run ----------------------------------------------------------------------------
+    def _setup(self, n_classes: int, steps_per_epoch: int):
+        model, space = self._build_model(n_classes)
+        if self.ctx.device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        self.ctx.broadcast_parameters(model)
+        optimizer = build_optimizer(model, self.job.recipe)
+        scheduler = build_scheduler(optimizer, self.job.recipe, steps_per_epoch)
+        return model, space, optimizer, scheduler
+
     def run(self) -> dict:
         job, recipe, ctx = self.job, self.job.recipe, self.ctx
+        if ctx.is_main:
+            self._remove_stale_temporaries()
         loader, n_classes = self._loaders()
-        model, space = self._build_model(n_classes)
-        if ctx.device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
-        ctx.broadcast_parameters(model)
-        optimizer = build_optimizer(model, recipe)
+        self._fingerprint = job.fingerprint(ctx.world_size)
         steps_per_epoch = len(loader)
-        scheduler = build_scheduler(optimizer, recipe, steps_per_epoch)
+        model, space, optimizer, scheduler = self._setup(n_classes, steps_per_epoch)
+        step, history, rng_state = 0, [], None
+        state = self._read_state() if job.resume else None
+        if state is not None:
+            try:
+                model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+            except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+                self._discard_state(f"its weights do not fit this model ({_first_line(exc)})")
+                model, space, optimizer, scheduler = self._setup(n_classes, steps_per_epoch)
+            else:
+                step, history, rng_state = state["step"], state["history"], state["rng"]
+                _log(f"{job.stage}: resumed from {job.state_path} at step {step}")
         criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
         lo, hi = job.resolution
         eval_res = sorted({lo, hi})
         calib = ImageBank.load(job.prepared, "train", hi, job.calib_images, job.seed)
         val = ImageBank.load(job.prepared, "val", hi, job.val_images, job.seed)
 
-        step, history, rng_state = 0, [], None
-        if job.resume and job.state_path.is_file():
-            step, history, rng_state = self._resume(model, optimizer, scheduler)
         total_steps = recipe.epochs * steps_per_epoch
         start_epoch, skip = divmod(step, steps_per_epoch)
         if start_epoch >= recipe.epochs:
@@ -245,7 +327,7 @@ class Trainer:
         if not self.ctx.is_main:
             return
         torch_save({
-            "fingerprint": self.job.fingerprint(),
+            "fingerprint": self._fingerprint,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -254,16 +336,61 @@ class Trainer:
             "rng": capture_rng(),
         }, self.job.state_path)
 
-    def _resume(self, model, optimizer, scheduler):
-        state = torch.load(self.job.state_path, map_location=self.ctx.device, weights_only=False)
-        if state.get("fingerprint") != self.job.fingerprint():
-            _log(f"{self.job.stage}: ignoring {self.job.state_path}: it belongs to other settings")
-            return 0, [], None
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        _log(f"{self.job.stage}: resumed from {self.job.state_path} at step {state['step']}")
-        return state["step"], state["history"], state["rng"]
+    def _remove_stale_temporaries(self) -> None:
+        """Drop what a kill during an atomic save left (``.<name>.<random>.tmp``, see dwnas.io)."""
+        job = self.job
+        stale = []
+        for target in (job.state_path, job.out, job.summary):
+            pattern = str(target.parent / f".{glob.escape(target.name)}.*.tmp")
+            stale.extend(p for p in map(Path, glob.glob(pattern)) if p.is_file())
+        for path in stale:
+            path.unlink(missing_ok=True)
+        if stale:
+            _log(f"{job.stage}: removed leftover temporary files " + ", ".join(map(str, stale)))
+
+    def _discard_state(self, why: str) -> None:
+        path = self.job.state_path
+        _log(f"{self.job.stage}: not resuming from {path}: {why}; starting fresh")
+        if self.ctx.is_main:
+            path.unlink(missing_ok=True)
+
+    def _read_state(self) -> dict | None:
+        """The saved state if it is readable and its fingerprint matches, else None (logged why).
+
+        Loaded with ``weights_only=True``; the fingerprint is checked before any other field.
+        """
+        path = self.job.state_path
+        if not path.is_file():
+            return None
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated, corrupt or not a plain-data pickle
+            self._discard_state(f"cannot read it ({type(exc).__name__}: {_first_line(exc)})")
+            return None
+        saved = state.get("fingerprint") if isinstance(state, dict) else None
+        if not isinstance(saved, dict):
+            self._discard_state("it has no per-part fingerprint (older dwnas or not a state file)")
+            return None
+        differ = sorted(k for k in self._fingerprint.keys() | saved.keys()
+                        if saved.get(k) != self._fingerprint.get(k))
+        if differ:
+            what = ", ".join(_DESCRIBE.get(k, k) for k in differ)
+            self._discard_state(f"it was saved with other settings (differs: {what})")
+            return None
+        try:
+            step, history = state["step"], state["history"]
+            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+                raise ValueError(f"bad step {step!r}")
+            if not isinstance(history, list):
+                raise ValueError("history is not a list")
+            state["rng"] = decode_rng(state["rng"])
+            for key in ("model", "optimizer", "scheduler"):
+                if not isinstance(state[key], dict):
+                    raise ValueError(f"{key} is not a state dict")
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+            self._discard_state(f"it is incomplete ({type(exc).__name__}: {_first_line(exc)})")
+            return None
+        return state
 
     def _finish(self, model, space, history: list, n_classes: int) -> dict:
         from dwnas.nn.checkpoint import save_supernet
