@@ -10,7 +10,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from dwnas.config import check_paths, params_hash, validate_params
+from dwnas.config import check_all, params_hash
 from dwnas.errors import DwnasError
 
 
@@ -25,8 +25,7 @@ PARAMS_FILE = str(
     else Path(workflow.basedir, "params/default.yaml")
 )
 try:  # bad params stop the run before any rule starts, with the key path named
-    validate_params(config, PARAMS_FILE)
-    check_paths(config)
+    check_all(config, PARAMS_FILE)
 except DwnasError as exc:
     raise WorkflowError(str(exc)) from None
 
@@ -84,19 +83,24 @@ include: "workflow/rules/baselines.smk"
 rule all:
     input:
         report=f"{R}/report/summary.json",
-        measures=expand(f"{R}/measure/{{mode}}/{{budget}}/{{device}}/{{form}}.json", mode=MODES,
-                        budget=BUDGETS, device=DEVICES, form=["deep", "shallow"]),
+        measures=[path for mode in MODES for budget in BUDGETS
+                  for path in measured_rows(f"{R}/measure/{mode}/{budget}")],
         baselines=BASELINE_MEASURES,
     default_target: True
 
 
 # Targets of the DVC stages (dvc.yaml): each stage asks for one of these.
-localrules: static_baselines, searched_baselines, transformed_searches, measured
+localrules: profiled, static_baselines, searched_baselines, transformed_searches, measured
 
 
 def trained(*methods):
     return [f"{R}/baselines/{method}/{variant}/transform.json"
             for method in methods for variant in BASELINE_VARIANTS[method]]
+
+
+rule profiled:  # a latency table per measured runtime
+    input:
+        expand(rules.profile.output.lut, runtime=RUNTIMES),
 
 
 rule static_baselines:  # fixed architectures, trained from scratch

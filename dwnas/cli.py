@@ -3,7 +3,9 @@
 Each stage lives in its own ``commands.py`` module exposing ``register(subparsers)``. Those modules
 keep their top-level imports light (no torch, no mlflow) so that ``dwnas --help`` stays instant;
 heavy imports happen inside the handler. A handler raises :class:`DwnasError` for bad input; this
-module turns it into one ``error: ...`` line on stderr and exit status 2.
+module turns it into ``error: ...`` on stderr (one line per problem) and exit status 2. An output
+that cannot be written (permission denied, disk full, read-only file system) is bad input too: it
+becomes ``error: <path>: ...``, exit status 2, not a traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 
 from dwnas import __version__, track
 from dwnas.errors import DwnasError
+from dwnas.io import WRITE_ERRNOS
 
 # Modules that register sub-commands, in the order they appear in ``dwnas --help``.
 COMMAND_MODULES = [
@@ -45,6 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _write_error(exc: OSError) -> str | None:
+    """``<path>: <reason>`` for a permission/disk-full/read-only OSError, else None (a bug)."""
+    if exc.errno not in WRITE_ERRNOS and not isinstance(exc, PermissionError):
+        return None
+    reason = WRITE_ERRNOS.get(exc.errno, exc.strerror or "permission denied")
+    where = exc.filename if exc.filename is not None else "<unknown path>"
+    if exc.filename2 is not None:
+        where = f"{where} -> {exc.filename2}"
+    return f"{where}: {reason}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -52,7 +66,15 @@ def main(argv: list[str] | None = None) -> int:
         track.set_extra_tags(args.tag)
         result = args.func(args)
     except DwnasError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        lines = exc.error_lines() if hasattr(exc, "error_lines") else [str(exc)]
+        for line in lines:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        message = _write_error(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

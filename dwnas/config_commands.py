@@ -6,9 +6,9 @@ import argparse
 
 
 def _check(args: argparse.Namespace) -> int:
-    from dwnas.config import load_params, params_hash
+    from dwnas.config import check_all, params_hash, read_params
 
-    params = load_params(args.params)
+    params = check_all(read_params(args.params), str(args.params))
     print(f"{args.params}: ok (name={params['name']}, hash={params_hash(params)})")
     return 0
 

@@ -1,8 +1,14 @@
-"""Atomic file and directory writes: a stage killed half-way leaves nothing that looks finished."""
+"""Atomic file and directory writes: a stage killed half-way leaves nothing that looks finished.
+
+An output that cannot be written (permission denied, disk full, read-only file system) raises a
+DwnasError naming the output path, which the CLI prints as one ``error:`` line (exit status 2);
+:func:`check_writable` lets a stage find that out before its work starts.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -10,6 +16,84 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from dwnas.errors import DwnasError
+
+# OSErrors that mean "this path cannot be written here" rather than a bug.
+WRITE_ERRNOS = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+}
+
+
+def _is_temporary(filename: Any, path: Path, tmp: Path | None) -> bool:
+    """Whether an OSError's filename is one of our temporary names for ``path`` (or inside one)."""
+    if not isinstance(filename, str | bytes | os.PathLike):
+        return True  # no name (a failed write()), or a file descriptor
+    name = Path(os.fsdecode(filename))
+    if tmp is not None and (name == tmp or tmp in name.parents):
+        return True
+    return name.parent == path.parent and name.name.startswith(f".{path.name}.")
+
+
+def _write_error(exc: OSError, path: Path, tmp: Path | None = None,
+                 any_errno: bool = False) -> DwnasError | None:
+    """A DwnasError naming ``path`` for a write-side OSError, or None to let ``exc`` through."""
+    if not (any_errno or exc.errno in WRITE_ERRNOS or isinstance(exc, PermissionError)):
+        return None
+    reason = WRITE_ERRNOS.get(exc.errno) or exc.strerror or str(exc)
+    if _is_temporary(exc.filename, path, tmp) or Path(os.fsdecode(exc.filename)) == path:
+        return DwnasError(f"{path}: cannot write ({reason})")
+    return DwnasError(f"{path}: cannot write ({os.fsdecode(exc.filename)}: {reason})")
+
+
+@contextlib.contextmanager
+def _writing(path: Path, any_errno: bool = False) -> Iterator[None]:
+    """Turn a write-side OSError in the block (creating, renaming into place) into a DwnasError."""
+    try:
+        yield
+    except OSError as exc:
+        error = _write_error(exc, path, any_errno=any_errno)
+        if error is None:
+            raise
+        raise error from exc
+
+
+@contextlib.contextmanager
+def _body(path: Path, tmp: Path) -> Iterator[None]:
+    """The caller's block writing into ``tmp``: its write-side OSErrors on ``tmp`` name ``path``.
+
+    An OSError on another file (an input the block reads) passes through unchanged.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if not _is_temporary(exc.filename, path, tmp):
+            raise
+        error = _write_error(exc, path, tmp)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Make sure ``path`` (a file or folder a stage will write atomically) can be written.
+
+    Creates its parent folder if needed and writes a probe file there (and inside ``path`` if it
+    is an existing folder), so a stage fails with a DwnasError naming ``path`` before its work
+    starts rather than after it. Returns ``path`` as a Path.
+    """
+    path = Path(path)
+    with _writing(path, any_errno=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for folder in [path.parent, *([path] if path.is_dir() else [])]:
+            fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+    return path
 
 
 def _umask_mode(directory: bool) -> int:
@@ -23,35 +107,43 @@ def _umask_mode(directory: bool) -> int:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.chmod(tmp_path, _umask_mode(directory=False))
-        os.replace(tmp_path, path)
+        with _body(path, tmp_path):
+            yield tmp_path
+        with _writing(path):
+            os.chmod(tmp_path, _umask_mode(directory=False))
+            os.replace(tmp_path, path)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        with contextlib.suppress(OSError):
+            if tmp_path.exists():
+                tmp_path.unlink()
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary directory; it replaces ``path`` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        yield tmp_path
-        os.chmod(tmp_path, _umask_mode(directory=True))
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / "x")
-            os.replace(tmp_path, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp_path, path)
+        with _body(path, tmp_path):
+            yield tmp_path
+        with _writing(path):
+            os.chmod(tmp_path, _umask_mode(directory=True))
+            if path.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old",
+                                            dir=path.parent))
+                os.replace(path, old / "x")
+                os.replace(tmp_path, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             shutil.rmtree(tmp_path, ignore_errors=True)
@@ -70,13 +162,13 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file, turning a missing or malformed file into a clear DwnasError."""
-    from dwnas.errors import DwnasError
-
     path = Path(path)
     if not path.is_file():
         raise DwnasError(f"{path}: file not found")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DwnasError(f"{path}: not a UTF-8 JSON file") from exc
     except json.JSONDecodeError as exc:
         raise DwnasError(f"{path}: not valid JSON ({exc})") from exc
 
