@@ -28,10 +28,15 @@ def ok(args: list[str]) -> None:
     assert main(args) == 0, args
 
 
-def measure(model: Path, resolution: int, out: Path, method: str, variant: str, form: str) -> None:
+def measure(folder: Path, resolution: int, out: Path, method: str, variant: str,
+            runtime: str) -> None:
+    """The pipeline's measure rule: deep and shallow side by side (``dwnas compare``)."""
+    suffix = {"torch": "pt2", "onnxruntime": "onnx"}[runtime]
     ok(["--tag", f"method={method}", "--tag", f"budget={variant}", "--tag", "device=host",
-        "--tag", f"form={form}", "measure", "--model", str(model), "--resolution", str(resolution),
-        "--device", "host", "--warmup", "1", "--iters", "5", "--threads", "1", "--out", str(out)])
+        "--tag", f"runtime={runtime}", "compare", "--model", f"deep={folder}/deep.{suffix}",
+        f"shallow={folder}/shallow.{suffix}", "--resolution", str(resolution), "--device", "host",
+        "--warmup", "1", "--iters", "5", "--rounds", "4", "--round-iters", "2", "--threads", "1",
+        "--out", str(out)])
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +78,10 @@ def run(tmp_path_factory) -> Path:
         timing = json.dumps({"warmup": 1, "iters": 3, "threads": 1})
         ok(["profile", "--space", json.dumps(SMOKE["space"]), "--grid", "32,40", "--num-classes",
             "4", "--settings", timing, "--fidelity-archs", "0", "--statistic", "min",
-            "--out", str(root / "profile")])
+            "--runtime", "onnxruntime", "--out", str(root / "profile")])
         ok(["baseline", "hurricane", "supernet", *common, "--space", json.dumps(SMOKE["space"]),
-            "--settings", json.dumps(hurricane), "--measure-settings", timing,
+            "--settings", json.dumps(hurricane), "--measure-settings",
+            json.dumps({**json.loads(timing), "statistic": "min", "runtime": "onnxruntime"}),
             "--out", str(out / "hurricane/supernet")])
         ratios = {k: SMOKE["search"][k] for k in ("parent_ratio", "mutation_ratio", "mutate_prob",
                                                    "mutate_resolution_prob", "max_tries")}
@@ -97,9 +103,9 @@ def run(tmp_path_factory) -> Path:
         for method, variant in VARIANTS:
             folder = out / method / variant
             resolution = json.loads((folder / "transform.json").read_text())["resolution"]
-            for form in ("deep", "shallow"):
-                measure(folder / f"{form}.pt", resolution, root / f"measure/{method}_{variant}_{form}.json",
-                        method, variant, form)
+            for runtime in ("torch", "onnxruntime"):
+                measure(folder, resolution, root / f"measure/{method}/{variant}/host/{runtime}.json",
+                        method, variant, runtime)
     return root
 
 
@@ -111,7 +117,7 @@ VARIANTS = [("mobilenetv2", "w0.35_r32"), ("depthshrinker", "75pct"), ("hurrican
 def test_outputs_meet_the_shared_contract(run, method, variant):
     folder = run / "baselines" / method / variant
     described = folder / ("arch.json" if method in ("mobilenetv2", "depthshrinker") else "config.json")
-    for name in ("weights.pt", "deep.pt", "shallow.pt", "deep.onnx", "shallow.onnx",
+    for name in ("weights.pt", "deep.pt2", "shallow.pt2", "deep.onnx", "shallow.onnx",
                  "transform.json", "summary.json"):
         assert (folder / name).is_file(), name
     assert described.is_file()
@@ -123,14 +129,22 @@ def test_outputs_meet_the_shared_contract(run, method, variant):
     assert 0.0 <= summary["top1"] <= summary["top5"] <= 1.0
     for key in ("macs_deep", "macs_shallow", "params_deep", "layers_deep", "layers_shallow"):
         assert summary[key] == transform[key] > 0
+    # the exported files are the evaluated network: same top-1 as the reported one
+    assert summary["top1"] == transform["top1"]["evaluated"]
+    for name in ("deep.pt2", "shallow.pt2", "deep.onnx", "shallow.onnx"):
+        assert abs(transform["top1"][name] - summary["top1"]) <= 0.002, (name, transform["top1"])
     resolution = transform["resolution"]
     x = torch.randn(2, 3, resolution, resolution)
-    deep, shallow = torch.jit.load(str(folder / "deep.pt")), torch.jit.load(str(folder / "shallow.pt"))
+    deep = torch.export.load(str(folder / "deep.pt2")).module()
+    shallow = torch.export.load(str(folder / "shallow.pt2")).module()
     with torch.no_grad():
         scale = deep(x).abs().max()
         assert (deep(x) - shallow(x)).abs().max() <= 1e-4 * scale
-    measured = json.loads((run / f"measure/{method}_{variant}_shallow.json").read_text())
-    assert measured["latency_ms"]["median"] > 0
+    measured = json.loads((run / f"measure/{method}/{variant}/host/onnxruntime.json").read_text())
+    assert measured["forms"]["shallow"]["latency_ms"] > 0
+    if not transform["merged"]:  # nothing to merge: one graph, speed-up 1 by construction
+        assert measured["ratios"]["speedup"] == {"ratio": 1.0, "ci95": [1.0, 1.0], "rounds": 4,
+                                                 "identical": True}
 
 
 def test_mobilenetv2_equals_torchvision(run):
@@ -147,7 +161,7 @@ def test_mobilenetv2_equals_torchvision(run):
     # its weights are a supernet checkpoint of a one-architecture space: `dwnas transform` reads it
     ok(["transform", "--arch", str(run / "baselines/mobilenetv2/w0.35_r32/arch.json"),
         "--checkpoint", str(run / "baselines/mobilenetv2/w0.35_r32/weights.pt"),
-        "--out", str(run / "mnv2_transform")])
+        "--prepared", str(run / "prepared"), *EVAL, "--out", str(run / "mnv2_transform")])
 
 
 def test_depthshrinker_linearises_the_cheapest_blocks_and_merges_them(run):
@@ -187,7 +201,8 @@ def test_rank_blocks_orders_by_accuracy_lost():
 
 
 def test_latency_table_records_its_statistic(run):
-    assert json.loads((run / "profile/lut.json").read_text())["settings"]["statistic"] == "min"
+    table = json.loads((run / "profile/lut.json").read_text())
+    assert table["settings"]["statistic"] == "min" and table["runtime"] == "onnxruntime"
 
 
 def test_hurricane_preselects_operators_and_fits_the_budget(run):
@@ -222,8 +237,8 @@ def test_preselect_keeps_the_most_efficient_and_the_fastest():
 
 
 def test_hurricane_operators_fold_exactly():
-    from dwnas.baselines.common import fold_bn
     from dwnas.baselines.hurricane import Op, OpBlock
+    from dwnas.transform.deploy import fold_bn
     from dwnas.transform.verification import randomize_bn_
 
     x = torch.randn(2, 8, 9, 9)
@@ -285,50 +300,43 @@ def test_odn_growth_keeps_the_function_and_resnet18_equals_torchvision():
             assert torch.equal(grown(x), net(x))
 
 
-def test_report_rows_and_pareto_hold_every_method(run, monkeypatch):
-    from dwnas.report.collect import load_runs
-    from dwnas.report.figures import pareto
-    from dwnas.report.tables import main_table
+def test_report_rows_and_pareto_hold_every_method(run):
+    from dwnas.report.figures import deep_vs_shallow, pareto
+    from dwnas.report.tables import main_table, write_tables
 
-    monkeypatch.setenv("DWNAS_TRACKING", "1")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{run}/mlflow.db")
-    table = main_table(load_runs(EXPERIMENT, None))
-    got = {(r.method, r.budget) for r in table.itertuples()}
-    assert got == set(VARIANTS)
+    table = main_table(sorted((run / "measure").rglob("*.json")))
+    got = {(r.method, r.budget, r.runtime) for r in table.itertuples()}
+    assert got == {(m, v, rt) for m, v in VARIANTS for rt in ("torch", "onnxruntime")}
     assert table["top1"].between(0, 1).all()
+    assert (table["top1_ci_low"] <= table["top1"]).all() and (table["top1"] <= table["top1_ci_high"]).all()
     assert table["latency_deep_ms"].gt(0).all() and table["latency_shallow_ms"].gt(0).all()
     assert table["max_rel_err"].le(1e-5).all()
     assert set(table["device"]) == {"host"}
+    assert (table["speedup_ci_low"] <= table["speedup"]).all()
+    assert (table["speedup"] <= table["speedup_ci_high"]).all()
     odn = table[table["method"] == "odn"]
     assert odn["memory_saved"].between(0, 1).all() and odn["depth_found"].ge(1).all()
     assert table[table["method"] != "odn"]["memory_saved"].isna().all()
-    from dwnas.report.tables import write_tables
-
     markdown = write_tables(table, run / "tables")[1].read_text()
     assert "Memory saved (%)" in markdown and "Depth found / full" in markdown
+    assert "Speed-up [95% CI]" in markdown and "Params shallow (M)" in markdown
     summary = json.loads((run / "baselines/odn/mbconv/summary.json").read_text())
     assert f"{summary['depth_found']} / {summary['full_depth']}" in markdown
-    files = pareto(table, run / "figures")
+    files = pareto(table, run / "figures") + deep_vs_shallow(table, run / "figures")
     assert all(p.stat().st_size > 0 for p in files)
 
 
-def test_report_latency_is_the_chosen_statistic_of_the_measurements(run, monkeypatch):
-    from dwnas.errors import DwnasError
-    from dwnas.report.collect import load_runs
-    from dwnas.report.tables import main_table, write_tables
+def test_report_latency_is_the_interleaved_rounds_median(run):
+    import statistics
 
-    monkeypatch.setenv("DWNAS_TRACKING", "1")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{run}/mlflow.db")
-    runs = load_runs(EXPERIMENT, None)
-    measured = json.loads((run / "measure/odn_resnet18_shallow.json").read_text())["latency_ms"]
-    for statistic in ("median", "min", "p90"):
-        table = main_table(runs, statistic=statistic)
-        row = table[(table["method"] == "odn") & (table["budget"] == "resnet18")].iloc[0]
-        assert row["latency_shallow_ms"] == pytest.approx(measured[statistic])
-    markdown = write_tables(table, run / "p90")[1].read_text()
-    assert "Latency shallow (ms, p90)" in markdown
-    with pytest.raises(DwnasError, match="latency statistic must be one of"):
-        main_table(runs, statistic="fastest")
+    from dwnas.report.tables import main_table
+
+    path = run / "measure/odn/resnet18/host/onnxruntime.json"
+    compare = json.loads(path.read_text())
+    row = main_table([path]).iloc[0]
+    assert row["latency_shallow_ms"] == pytest.approx(
+        statistics.median(compare["forms"]["shallow"]["rounds_ms"]))
+    assert compare["statistic"] == "min"
 
 
 def test_bad_input_is_refused_with_the_key_named(tmp_path, capsys):
@@ -372,6 +380,8 @@ def test_workflow_plans_every_baseline_before_the_report(tmp_path):
     assert jobs["baseline_hurricane_supernet"] == 1
     assert jobs["baseline_odn"] == len(BASE["odn"]["backbones"])
     baseline_rows = jobs["baseline_mobilenetv2"] + 2 * budgets + jobs["baseline_odn"]
-    assert jobs["measure"] == 2 * (2 * budgets + baseline_rows)  # deep + shallow per row
+    runtimes = len(SMOKE["measure"]["runtimes"])
+    assert jobs["measure"] == runtimes * (2 * budgets + baseline_rows)  # a row per runtime
+    assert jobs["profile"] == runtimes
     report = plan[plan.index("rule report:"):]
-    assert "results/smoke/measure/odn/mbconv/host/shallow.json" in report.split("output:")[0]
+    assert "results/smoke/measure/odn/mbconv/host/onnxruntime.json" in report.split("output:")[0]

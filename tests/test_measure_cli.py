@@ -141,7 +141,7 @@ def test_static_onnx_batch_gives_null_throughput_with_reason(models):
     [
         ("missing.pt", 16, "model file not found"),
         ("net.h5", 16, "unknown model format '.h5'"),
-        ("net.pt", 0, "resolution must be > 0"),
+        ("net.pt", 0, "--resolution must be between 1 and"),
         ("state_dict.pt", 16, "cannot load as TorchScript"),
         ("garbage.onnx", 16, "cannot load as ONNX"),
         ("static.onnx", 32, "fixed size 16 on axis 2"),

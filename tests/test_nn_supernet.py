@@ -1,4 +1,5 @@
-"""Supernet: weight sharing, subnet extraction, channel sorting, activation gate, padding convention."""
+"""Supernet: weight sharing, subnet extraction, channel sorting, activation gate, border
+(non-linear blocks are torchvision's block, linear blocks pad once)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from torchvision.models.mobilenetv2 import InvertedResidual
 
 from dwnas.errors import DwnasError
 from dwnas.nn.functional import act
@@ -38,7 +40,7 @@ def supernet(smoke) -> Supernet:
 
 def literal_block(block: StaticMBConv, x: torch.Tensor) -> torch.Tensor:
     """REFERENCES.md 4.3 spelled out: zero-pad the INPUT by k//2, run expansion and depthwise
-    unpadded (eval-mode BN)."""
+    unpadded (eval-mode BN). The convention of linear blocks only."""
     p = block.kernel // 2
     h = F.pad(x, (p, p, p, p))
     if block.expand_conv is not None:
@@ -51,11 +53,10 @@ def literal_block(block: StaticMBConv, x: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("kernel", [3, 5, 7])
-@pytest.mark.parametrize("linear", [False, True])
 @pytest.mark.parametrize("size", [9, 10, 13])
-def test_block_follows_the_literal_padding_convention_and_standard_shapes(stride, kernel, linear, size):
+def test_linear_block_follows_the_literal_pad_once_convention_and_standard_shapes(stride, kernel, size):
     torch.manual_seed(kernel + size)
-    block = randomize_bn_(StaticMBConv(8, 8, kernel, stride, expand=3, linear=linear)).eval()
+    block = randomize_bn_(StaticMBConv(8, 8, kernel, stride, expand=3, linear=True)).eval()
     x = torch.randn(2, 8, size, size)
     with torch.no_grad():
         y = block(x)
@@ -72,6 +73,89 @@ def test_block_without_expansion_pads_its_input_with_zeros():
     x = torch.randn(2, 8, 7, 7)
     with torch.no_grad():
         assert torch.allclose(block(x), literal_block(block, x), atol=1e-5)
+
+
+def test_non_linear_block_does_not_pad_once():
+    """The pad-once form differs from a non-linear block on the border ring only."""
+    torch.manual_seed(1)
+    block = randomize_bn_(StaticMBConv(8, 8, 3, 1, expand=3, linear=False), seed=4).eval()
+    x = torch.randn(2, 8, 10, 10)
+    with torch.no_grad():
+        err = (block(x) - literal_block(block, x)).abs()
+    assert err[..., 1:-1, 1:-1].max() < 1e-5
+    assert err[..., 0, :].max() > 1e-3
+
+
+def copy_into_torchvision(block: StaticMBConv) -> InvertedResidual:
+    """torchvision's block with ``block``'s weights and BN statistics (same registration order)."""
+    ref = InvertedResidual(block.in_channels, block.out_channels, block.stride, block.expand)
+    ours, theirs = block.state_dict(), ref.state_dict()
+    assert [v.shape for v in ours.values()] == [v.shape for v in theirs.values()]
+    ref.load_state_dict(dict(zip(theirs, ours.values(), strict=True)))
+    return ref
+
+
+@pytest.mark.parametrize("expand", [1, 6])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize(("cin", "cout"), [(8, 8), (8, 16)])
+@pytest.mark.parametrize("size", [13, 16])
+def test_non_linear_block_is_torchvisions_inverted_residual(expand, stride, cin, cout, size):
+    torch.manual_seed(10 * expand + stride + size)
+    block = randomize_bn_(StaticMBConv(cin, cout, 3, stride, expand=expand), seed=size).eval()
+    ref = copy_into_torchvision(block).eval()
+    assert len(ref.conv) == (3 if expand == 1 else 4)
+    assert ref.use_res_connect == block.shortcut
+    x = torch.randn(2, cin, size, size)
+    with torch.no_grad():
+        expected, y = ref(x), block(x)
+    assert y.shape == expected.shape
+    assert (y - expected).abs().max() <= 1e-5 * expected.abs().max()
+
+
+def test_non_linear_block_trains_as_torchvisions_block():
+    """Train mode too: same output (batch statistics) and the same running-statistic updates."""
+    torch.manual_seed(0)
+    block = randomize_bn_(StaticMBConv(8, 8, 3, 1, expand=6), seed=2).train()
+    ref = copy_into_torchvision(block).train()
+    x = torch.randn(4, 8, 12, 12)
+    y, expected = block(x), ref(x)
+    assert torch.allclose(y, expected, atol=1e-5, rtol=1e-5)
+    pairs = zip(block.state_dict().items(), ref.state_dict().values(), strict=True)
+    for (name, ours), theirs in pairs:  # num_batches_tracked: unused with a fixed momentum
+        if not name.endswith("num_batches_tracked"):
+            assert torch.allclose(ours, theirs, atol=1e-6), name
+
+
+def test_partially_linear_block_blends_the_two_borders():
+    """0 < alpha < 1: the depthwise conv sees act(v) = alpha v + (1 - alpha) relu6(v) padded
+    with alpha * BN1(0), its identity branch padded as a linear block pads (BN1(0)) and its
+    ReLU6 branch as the standard block does (0); continuous at both ends."""
+    torch.manual_seed(3)
+    x = torch.randn(2, 8, 9, 9)
+    outs = {}
+    for alpha in (0.0, 1e-7, 0.3, 1 - 1e-7, 1.0):
+        block = randomize_bn_(StaticMBConv(8, 8, 5, 1, expand=3, linear=True, alpha=alpha),
+                              seed=7).eval()
+        torch.manual_seed(3)  # same weights for every alpha
+        for m in block.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.normal_(m.weight, 0, 0.3)
+        with torch.no_grad():
+            outs[alpha] = block(x)
+            if alpha == 0.3:
+                c = block.expand_bn(torch.zeros(1, 24, 1, 1))  # BN1(0), per channel
+                border = alpha * c
+                a = act(block.expand_bn(F.conv2d(x, block.expand_conv.weight)), alpha)
+                a = F.pad(a - border, (2, 2, 2, 2)) + border
+                h = act(block.dw_bn(F.conv2d(a, block.dw_conv.weight, groups=24)), alpha)
+                literal = block.project_bn(F.conv2d(h, block.project_conv.weight)) + x
+                assert torch.allclose(outs[alpha], literal, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(outs[1e-7], outs[0.0], atol=1e-5)
+    assert torch.allclose(outs[1 - 1e-7], outs[1.0], atol=1e-5)
+    deep = StaticMBConv(8, 8, 5, 1, expand=3, linear=False)
+    deep.load_state_dict(block.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(deep.eval()(x), outs[0.0], atol=1e-6)
 
 
 def test_activation_gate_blends_relu6_towards_identity():

@@ -95,7 +95,7 @@ def test_pipeline_produces_the_report(workdir):
     report = r / "report"
     for name in ("main_table.csv", "main_table.md", "main_table.tex", "pareto.png", "pareto.pdf",
                  "deep_vs_shallow.png", "accuracy_vs_resolution.png", "training_curves.png",
-                 "lut_fidelity.png", "summary.json"):
+                 "lut_fidelity.png", "merge_gains.png", "lut_fidelity_pipeline.json", "summary.json"):
         assert (report / name).is_file(), name
     summary = json.loads((report / "summary.json").read_text())
     assert set(summary["methods"]) == {"double-win", "deep-only", "mobilenetv2", "depthshrinker",
@@ -103,7 +103,10 @@ def test_pipeline_produces_the_report(workdir):
     import pandas as pd
 
     table = pd.read_csv(report / "main_table.csv")
-    assert len(table[table["method"].isin(["double-win", "deep-only"])]) == 4  # 2 x 2 budgets
+    runtimes = SMOKE["measure"]["runtimes"]
+    searched = table[table["method"].isin(["double-win", "deep-only"])]
+    assert len(searched) == 4 * len(runtimes)  # 2 modes x 2 budgets, per runtime
+    assert set(table["runtime"]) == set(runtimes)
     assert table["latency_deep_ms"].gt(0).all() and table["latency_shallow_ms"].gt(0).all()
     assert table["max_rel_err"].dropna().le(1e-5).all()
     assert table["top1"].between(0, 1).all()
@@ -113,12 +116,47 @@ def test_pipeline_produces_the_report(workdir):
         for budget in ("75pct", "90pct"):
             transform = json.loads((r / f"transform/{mode}/{budget}/transform.json").read_text())
             assert transform["max_rel_err"] <= 1e-5
-            for form in ("deep", "shallow"):
-                measure = json.loads((r / f"measure/{mode}/{budget}/host/{form}.json").read_text())
-                assert measure["latency_ms"]["median"] > 0
-                assert (measure["energy_per_image_mj"] is None) == bool(measure["energy_reason"])
+            # the exported files are the evaluated networks (issue 11)
+            reported = pareto.set_index("budget").loc[budget, "top1"]
+            assert transform["top1"]["evaluated"] == pytest.approx(reported, abs=1e-9)
+            for name in ("deep.pt2", "shallow.pt2", "deep.onnx", "shallow.onnx"):
+                assert abs(transform["top1"][name] - reported) <= 0.002, name
+            for runtime in runtimes:
+                compare = json.loads((r / f"measure/{mode}/{budget}/host/{runtime}.json").read_text())
+                for form in compare["forms"].values():
+                    measure = form["measure"]
+                    assert form["latency_ms"] > 0 and measure["latency_ms"]["median"] > 0
+                    assert (measure["energy_per_image_mj"] is None) == bool(measure["energy_reason"])
+                speedup = compare["ratios"]["speedup"]
+                assert speedup["ci95"][0] <= speedup["ratio"] <= speedup["ci95"][1]
+                if not transform["merged"]:  # identical graphs: exactly 1, not a second timing
+                    assert speedup == {"ratio": 1.0, "ci95": [1.0, 1.0], "rounds": compare["rounds"],
+                                       "identical": True}
+                assert ("speedup_vs_deep_only" in compare["ratios"]) == (mode == "double-win")
     assert json.loads((r / "search/deep-only/summary.json").read_text())["mode"] == "deep-only"
     assert pd.read_csv(r / "search/deep-only/pareto.csv")["num_linear"].eq(0).all()
+
+
+def test_double_win_is_never_less_accurate_than_deep_only(workdir):
+    """Issue 11: Double-Win's space contains deep-only's; with one evaluator (the supernet with
+    BN recalibration, the same images) and one latency model, its pick at a budget is at least
+    as accurate as deep-only's, and identical graphs predict the same latency."""
+    import pandas as pd
+
+    from dwnas.search.latency import LatencyTable
+    from dwnas.space import Arch
+
+    r = workdir / "results/smoke"
+    dw = pd.read_csv(r / "search/double-win/pareto.csv").set_index("budget")
+    do = pd.read_csv(r / "search/deep-only/pareto.csv").set_index("budget")
+    for budget in do.index:
+        assert dw.loc[budget, "top1"] >= do.loc[budget, "top1"], budget
+    profile = SMOKE["profile"]
+    table = LatencyTable.load(r / f"profile/{profile['device']}/{profile['runtime']}/lut.json")
+    for budget in do.index:
+        arch = Arch.from_json(do.loc[budget, "arch"])
+        assert table.predict(arch, "deep") == table.predict(arch, "shallow")
+        assert do.loc[budget, "latency_deep_ms"] == pytest.approx(do.loc[budget, "latency_shallow_ms"])
 
 
 def test_second_run_does_nothing(workdir):
@@ -203,7 +241,7 @@ def test_stage_runs_are_nested_under_pipeline_runs(workdir):
     assert {"data_prepare", "train_supernet", "train_elastic", "search_double-win", "transform",
             "measure", "report"} <= set(stages["tags.dwnas.stage"]) | {"report"}
     measure = stages[stages["tags.dwnas.stage"] == "measure"]
-    assert set(measure["tags.dwnas.form"]) == {"deep", "shallow"}
+    assert set(measure["tags.dwnas.runtime"]) == set(SMOKE["measure"]["runtimes"])
     assert stages["tags.dwnas.git_commit"].notna().all()
 
 
@@ -239,12 +277,12 @@ def test_mlflow_server_serves_the_runs(workdir):
         with urllib.request.urlopen(request, timeout=10) as resp:
             found = json.load(resp)["runs"]
         tags = [{t["key"]: t["value"] for t in run["data"]["tags"]} for run in found]
-        served = {(t["dwnas.method"], t["dwnas.budget"], t["dwnas.form"]) for t in tags}
+        served = {(t["dwnas.method"], t["dwnas.budget"], t["dwnas.runtime"]) for t in tags}
         files = {(p.parts[-4], p.parts[-3], p.stem)
                  for p in (workdir / "results/smoke/measure").rglob("*.json")}
         assert served == files  # every measurement is a run the server returns (re-runs add more)
         metrics = {m["key"] for m in found[0]["data"]["metrics"]}
-        assert "latency_ms.median" in metrics
+        assert "latency_ms.shallow" in metrics and "speedup" in metrics
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)

@@ -14,24 +14,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dwnas.errors import DwnasError
-from dwnas.nn.counters import count
-from dwnas.nn.deploy import DeployMBConv, MergedConv, ShiftedReLU6
+from dwnas.nn.deploy import DeployMBConv, MergedConv
 from dwnas.nn.static import StaticMBConv, build_static
 from dwnas.nn.supernet import Supernet
 from dwnas.space import Arch, BlockArch, Space
 from dwnas.transform import (
     export_onnx,
-    export_torchscript,
+    export_program,
     fold_deep,
     merge_block,
     merged_kernel_bias,
     randomize_bn_,
     transform,
     verify,
-    verify_onnx,
+    verify_file,
     verify_transform,
 )
-from dwnas.transform.fuse import deploy_block
+from dwnas.transform.fuse import deploy_block, folded_branches
 
 REPO = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-5
@@ -103,7 +102,8 @@ def test_linear_block_is_one_conv_border_included(stride, kernel, cin, cout):
 
 
 def test_the_border_trap_is_what_the_padding_convention_avoids():
-    """Zero-padding the expanded map (a standard MBConv) breaks the merge at the border only."""
+    """Zero-padding the expanded map (the standard MBConv, which non-linear blocks are) would
+    break a linear block's merge at the border only: linear blocks pad with BN1(0) instead."""
     torch.manual_seed(0)
     block = randomize_bn_(StaticMBConv(8, 8, 3, 1, expand=4, linear=True), 4).eval()
     x = torch.randn(1, 8, 10, 10)
@@ -131,15 +131,43 @@ def test_merged_kernel_formula_with_shortcut_and_without_expansion():
     assert torch.allclose(kernel, expected)
 
 
-def test_deploy_forms_fold_bn_and_shift_the_border():
+@pytest.mark.parametrize("expand", [1, 3])
+@pytest.mark.parametrize(("cout", "stride"), [(8, 1), (12, 2)])
+def test_non_linear_deploy_form_is_plain_convs_and_relu6(expand, cout, stride):
+    """conv -> ReLU6 -> depthwise conv -> ReLU6 -> conv, BN folded: no clamp with tensor bounds."""
     torch.manual_seed(2)
-    deep = randomize_bn_(StaticMBConv(8, 8, 5, 1, expand=3, linear=False), 5).eval()
+    deep = randomize_bn_(StaticMBConv(8, cout, 5, stride, expand=expand, linear=False), 5).eval()
     deployed = deploy_block(deep)
-    assert isinstance(deployed, DeployMBConv) and isinstance(deployed.act1, ShiftedReLU6)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in deployed.modules())
+    assert isinstance(deployed, DeployMBConv) and not deployed.linear
+    leaves = [m for m in deployed.modules() if not list(m.children())]
+    assert {type(m) for m in leaves} == {torch.nn.Conv2d, torch.nn.ReLU6}
+    assert len(leaves) == (5 if expand > 1 else 4)
+    assert all(m.padding == (m.kernel_size[0] // 2,) * 2 for m in leaves if isinstance(m, torch.nn.Conv2d))
+    (_, b1), (w2, b2), _ = folded_branches(deep)
+    if expand > 1:  # no shift: the expansion keeps its folded bias
+        assert torch.allclose(deployed.expand_conv.bias.double(), b1, atol=1e-6)
+    assert torch.allclose(deployed.dw_conv.bias.double(), b2, atol=1e-6)
+    for size in (11, 12):
+        x = torch.randn(2, 8, size, size)
+        with torch.no_grad():
+            ref = deep(x)
+            assert (ref - deployed(x)).abs().max() <= TOLERANCE * ref.abs().max()
+
+
+def test_unmerged_linear_deploy_form_shifts_the_border_into_the_depthwise_bias():
+    torch.manual_seed(3)
+    block = randomize_bn_(StaticMBConv(8, 8, 5, 1, expand=3, linear=True), 6).eval()
+    deployed = deploy_block(block)
+    assert deployed.linear and isinstance(deployed.act1, torch.nn.Identity)
+    assert isinstance(deployed.act2, torch.nn.Identity)
+    (_, b1), (w2, b2), _ = folded_branches(block)
+    assert torch.equal(deployed.expand_conv.bias, torch.zeros_like(deployed.expand_conv.bias))
+    assert torch.allclose(deployed.dw_conv.bias.double(), b2 + b1 * w2.sum(dim=(1, 2)), atol=1e-6)
     x = torch.randn(2, 8, 11, 11)
     with torch.no_grad():
-        assert torch.allclose(deep(x), deployed(x), atol=1e-5)
+        ref = block(x)
+        assert (ref - deployed(x)).abs().max() <= TOLERANCE * ref.abs().max()
+        assert torch.allclose(deployed(x), merge_block(block)(x), atol=1e-5)
 
 
 def test_partially_linearised_blocks_are_refused():
@@ -169,21 +197,21 @@ def test_transform_leaves_the_deep_network_untouched_and_verify_catches_a_wrong_
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
-def test_torchscript_and_onnx_exports_round_trip(tmp_path):
+def test_torch_export_and_onnx_files_round_trip(tmp_path):
     space = space_of("default")
     arch = Arch(tuple(tuple(BlockArch(k, 4, lin) for k, lin in zip((3, 5), (True, False), strict=True))
                       [:d] for d in (1, 2, 2, 2)), 56)
     torch.manual_seed(0)
     deep = randomize_bn_(build_static(space, arch, 7)).eval()
     shallow = transform(deep)
-    ts = export_torchscript(shallow, tmp_path / "shallow.pt", 56, check_resolutions=(49,))
-    assert ts.max_rel_err <= TOLERANCE
+    export_program(shallow, tmp_path / "shallow.pt2", 56)
+    program = verify_file(tmp_path / "shallow.pt2", shallow, resolutions=(56,), batch=3)
+    assert program.max_rel_err <= TOLERANCE  # a program is specialised to its resolution
     export_onnx(shallow, tmp_path / "shallow.onnx", 56)
-    report = verify_onnx(tmp_path / "shallow.onnx", shallow, resolutions=(56, 49), batch=3)
+    report = verify_file(tmp_path / "shallow.onnx", shallow, resolutions=(56, 49), batch=3)
     assert report.max_rel_err <= TOLERANCE
     assert [r["resolution"] for r in report.per_resolution] == [56, 49]
-    loaded = torch.jit.load(str(tmp_path / "shallow.pt"))
-    x = torch.randn(2, 3, 61, 61)
+    loaded = torch.export.load(str(tmp_path / "shallow.pt2")).module()  # no dwnas needed
+    x = torch.randn(5, 3, 56, 56)  # any batch
     with torch.no_grad():
         assert torch.allclose(loaded(x), deep(x), atol=1e-5, rtol=1e-4)
-    assert count(loaded, 56) == count(shallow, 56)  # the counter reads TorchScript too

@@ -1,9 +1,9 @@
 """``dwnas baseline mobilenetv2 | depthshrinker | hurricane supernet | hurricane search | odn``.
 
 Every command writes its ``--out`` folder atomically: the weights, ``arch.json`` (a space
-architecture) or ``config.json`` (any other network), ``deep.pt`` / ``shallow.pt`` (TorchScript,
-measured by ``dwnas measure`` like Double-Win's) with ONNX copies, ``transform.json`` (verification
-and counts, the keys of ``dwnas transform``'s) and ``summary.json``; and logs one MLflow run,
+architecture) or ``config.json`` (any other network), the deploy files of each runtime
+(``deep.pt2`` / ``shallow.pt2``, ``deep.onnx`` / ``shallow.onnx``, exported, verified and evaluated
+by Double-Win's own path, :func:`dwnas.transform.deploy.export_network`), ``transform.json`` and ``summary.json``; and logs one MLflow run,
 stage ``baseline_<method>``, tagged with the method and the variant (the report's ``budget``).
 Settings arrive as JSON (inline or ``@file``), whole params sections, as in ``dwnas train``.
 """
@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dwnas.config import resolution_arg
 from dwnas.train.commands import _relaunch_under_torchrun, json_arg
+from dwnas.transform.commands import add_runtimes_flag
 
 
 def _recipe(section: dict, where: str, *, single_path: bool = False, single_process: bool = True):
@@ -39,23 +41,29 @@ def _static_weights(net) -> dict:
     return {"format": "dwnas-static", "config": net.config(), "state_dict": net.state_dict()}
 
 
-def _finish(method: str, variant: str, net, out: Path, resolution: int, args, *, accuracy: dict,
-            description: dict, extra_files: dict, summary_extra: dict, params: dict, run=None) -> dict:
+def _finish(method: str, variant: str, net, out: Path, resolution: int, args, *, evaluation,
+            description: dict, extra_files: dict, summary_extra: dict, params: dict, run=None,
+            space_fingerprint: str | None = None) -> dict:
     """Write the output folder (weights, the network's description - ``arch.json`` for an
-    architecture of a space, ``config.json`` otherwise -, deploy forms, transform.json,
-    summary.json) and log the report's row; returns the summary."""
-    from dwnas.baselines.common import ROW_KEYS, export_deployed, log, log_row, row_metrics
+    architecture of a space, ``config.json`` otherwise -, the deploy files of every runtime,
+    transform.json, summary.json) through Double-Win's own export path, which recalibrates,
+    exports and evaluates the exported files; log the report's row; return the summary."""
+    from dwnas.baselines.common import log, log_row, row_metrics
     from dwnas.io import atomic_dir, torch_save, write_json
+    from dwnas.transform.deploy import ROW_KEYS, export_network
 
     with atomic_dir(out) as tmp:
         for name, writer in extra_files.items():
             writer(tmp / name)
-        if "weights.pt" not in extra_files:
+        figures = export_network(net, tmp, resolution, evaluation, args.runtimes, args.tolerance,
+                                 args.seed)
+        if "weights.pt" not in extra_files:  # the recalibrated weights, as exported
             torch_save(_static_weights(net), tmp / "weights.pt")
         is_arch = set(description) == {"stages", "resolution"}
         write_json(tmp / ("arch.json" if is_arch else "config.json"), description)
-        figures = export_deployed(net, tmp, resolution, args.tolerance, args.seed)
-        write_json(tmp / "transform.json", {"method": method, "variant": variant, **figures})
+        write_json(tmp / "transform.json", {"method": method, "variant": variant, **figures,
+                                            "space_fingerprint": space_fingerprint})
+        accuracy = {"top1": figures["top1"]["evaluated"], "top5": figures["top5"]}
         summary = {"method": method, "variant": variant, "resolution": int(resolution),
                    "top1": accuracy["top1"], "top5": accuracy["top5"],
                    **{key: figures[key] for key in ROW_KEYS}, **summary_extra}
@@ -63,8 +71,9 @@ def _finish(method: str, variant: str, net, out: Path, resolution: int, args, *,
     log_row(method, variant, params, {**row_metrics(variant, accuracy, figures),
                                       **_numeric(summary_extra)},
             [out / "summary.json", out / "transform.json"], run)
-    log(f"{out}: {method} {variant}: top-1 {accuracy['top1']:.4f}, depth "
-        f"{figures['layers_deep']} -> {figures['layers_shallow']}, MACs "
+    log(f"{out}: {method} {variant}: top-1 {accuracy['top1']:.4f} (files: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in figures["top1"].items() if k != "evaluated")
+        + f"), depth {figures['layers_deep']} -> {figures['layers_shallow']}, MACs "
         f"{figures['macs_deep'] / 1e6:.2f} M -> {figures['macs_shallow'] / 1e6:.2f} M, max rel err "
         f"{figures['max_rel_err']:.2e}")
     return summary
@@ -126,11 +135,8 @@ def _mobilenetv2(args: argparse.Namespace) -> int:
         arch = supernet.space.largest()
         net = supernet.subnet(arch).eval()
         check = mnv2.torchvision_check(net, width, resolution, ckpt["num_classes"])
-        # evaluated on a recalibrated copy; the export keeps the trained statistics, as Double-Win's
-        # transform of its supernet does (53 layers recalibrated on a few images can leave
-        # near-zero variances whose folded float32 weights miss the 1e-5 check)
-        accuracy = _eval_data(args, resolution).accuracy(supernet.subnet(arch), resolution)
-        _finish("mobilenetv2", variant, net, out, resolution, args, accuracy=accuracy,
+        _finish("mobilenetv2", variant, net, out, resolution, args,
+                evaluation=_eval_data(args, resolution),
                 description=arch.to_dict(),
                 extra_files={"weights.pt": lambda p: shutil.copy2(job.out, p)},
                 summary_extra={"width": width, "torchvision": check, "epochs": recipe.epochs,
@@ -151,7 +157,7 @@ def _depthshrinker(args: argparse.Namespace) -> int:
     from dwnas.train.recipe import linear_alpha
 
     recipe = _recipe(args.recipe, "baselines.depthshrinker.recipe")
-    supernet, _ = load_supernet(args.checkpoint)
+    supernet, ckpt = load_supernet(args.checkpoint)
     found = supernet.space.validate(Arch.load(args.arch), source=str(args.arch))
     deep = deep_only(found)
     n_linear = ds.count_to_linearise(len(deep.blocks), args.linear_fraction)
@@ -181,15 +187,14 @@ def _depthshrinker(args: argparse.Namespace) -> int:
         for epoch in history:
             run.log_metrics(epoch, step=epoch["epoch"])
         ds.set_alpha(student, 1.0)
-        accuracy = data.accuracy(student.eval(), resolution)
         _finish("depthshrinker", args.budget, student, Path(args.out), resolution, args,
-                accuracy=accuracy, description=shrunk.to_dict(), extra_files={},
+                evaluation=data, description=shrunk.to_dict(), extra_files={},
                 summary_extra={"source_arch": str(args.arch), "linear_blocks": chosen,
                                "num_linear": len(chosen), "blocks": len(deep.blocks),
                                "top1_deep": top1(deep), "top1_before_finetune": top1(shrunk),
                                "ranking": ranking, "finetune": history,
                                "epochs": recipe.epochs},
-                params=params, run=run)
+                params=params, run=run, space_fingerprint=ckpt["fingerprint"])
     return 0
 
 
@@ -232,8 +237,9 @@ def _hurricane_supernet(args: argparse.Namespace) -> int:
     n_classes = num_classes(args.prepared)
     timing = dict(args.measure_settings)
     statistic = timing.pop("statistic", "median")  # the latency table's statistic (profile.*)
-    table = hc.profile_ops(space, ops, resolution, latency_timer(args.device, timing, statistic),
-                           n_classes)
+    runtime = timing.pop("runtime", None)  # and its runtime: operators timed as deployed
+    table = hc.profile_ops(space, ops, resolution,
+                           latency_timer(args.device, timing, statistic, runtime), n_classes)
     choices = hc.layer_choices(space, table, settings["keep_ops"])
     defaults = [hc.fastest_op(table, layer, allowed) for layer, allowed
                 in zip(hc.layers_of(space), choices, strict=True)]
@@ -288,9 +294,9 @@ def _hurricane_search(args: argparse.Namespace) -> int:
     early, late, defaults = set(meta["early"]), set(meta["late"]), list(meta["defaults"])
     main_table = LatencyTable.load(args.lut, space=space, device=meta["device"])
     reference = main_table.predict(deep_only(space.largest()), "deep")
-    # a network runs slower than the sum of its separately timed parts: apply the main table's
-    # fitted deep-form scale, so that a budget means the same measured latency for both searches
-    scale = float(main_table.settings.get("calibration", {}).get("deep", 1.0))
+    # a network runs at another speed than the sum of its separately timed parts: apply the main
+    # table's one calibration scale, so that a budget means the same measured latency for both
+    scale = main_table.scale
     budgets = resolve_budgets(args.budgets, reference)
     if args.budget not in budgets:
         raise DwnasError(f"--budget {args.budget}: not one of the budgets {list(budgets)}")
@@ -338,9 +344,8 @@ def _hurricane_search(args: argparse.Namespace) -> int:
                                 "baselines.hurricane.recipe", single_path=True)
             finetune = fit(net, args.prepared, recipe_ft, resolution, args.seed,
                            workers=args.workers, desc=f"hurricane fine-tune {args.budget}")
-        accuracy_final = data.accuracy(net.eval(), resolution)
         _finish("hurricane", args.budget, net, Path(args.out), resolution, args,
-                accuracy=accuracy_final,
+                evaluation=data,
                 description={"resolution": resolution, "path": path,
                              "layers": [vars(layer) for layer in layers],
                              "network": net.config()},
@@ -361,10 +366,11 @@ def _hurricane_search(args: argparse.Namespace) -> int:
 def _odn(args: argparse.Namespace) -> int:
     from dwnas import track
     from dwnas.baselines import odn
-    from dwnas.baselines.common import deploy_forms, fit, log
+    from dwnas.baselines.common import fit, log
     from dwnas.data.loaders import num_classes
     from dwnas.errors import DwnasError
     from dwnas.space import Space
+    from dwnas.transform.deploy import deploy_forms
 
     recipe = _recipe(args.recipe, "baselines.odn.recipe")
     try:
@@ -410,7 +416,7 @@ def _odn(args: argparse.Namespace) -> int:
         full = odn.build(bb, bb.full_depth, n_classes).eval()
         bytes_found = odn.param_bytes(deploy_forms(net.eval())[0])
         bytes_full = odn.param_bytes(deploy_forms(full)[0])
-        _finish("odn", args.backbone, net, Path(args.out), resolution, args, accuracy=accuracy,
+        _finish("odn", args.backbone, net, Path(args.out), resolution, args, evaluation=data,
                 description={"backbone": args.backbone, "depth": found,
                              "full_depth": bb.full_depth, "resolution": resolution,
                              "resnet_width": args.resnet_width if args.backbone == "resnet18" else None,
@@ -440,19 +446,20 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-batch", type=int, default=128)
     parser.add_argument("--tolerance", type=float, default=1e-5,
                         help="max error of a deploy form relative to the output scale")
+    add_runtimes_flag(parser)
 
 
 def register(sub) -> None:
     parser = sub.add_parser("baseline", help="the compared methods (MobileNetV2, DepthShrinker, "
                             "HURRICANE, ODN), measured like Double-Win",
-                            description="Each writes weights, deep.pt / shallow.pt, transform.json "
+                            description="Each writes weights, deep/shallow deploy files per runtime, transform.json "
                             "and summary.json, and logs the report's row (docs/methods.md).")
     bsub = parser.add_subparsers(dest="baseline_command", metavar="METHOD", required=True)
 
     mnv2 = bsub.add_parser("mobilenetv2", help="MobileNetV2 at one width and resolution")
     _common(mnv2)
     mnv2.add_argument("--width", type=float, required=True, help="width multiplier, e.g. 0.5")
-    mnv2.add_argument("--resolution", type=int, required=True, help="input resolution (px)")
+    mnv2.add_argument("--resolution", type=resolution_arg, required=True, help="input resolution (px)")
     mnv2.add_argument("--recipe", required=True, type=json_arg,
                       help="recipe (baselines.mobilenetv2.recipe) as JSON or @file")
     mnv2.add_argument("--nproc", type=int, default=1,
@@ -498,7 +505,7 @@ def register(sub) -> None:
     od.add_argument("--backbone", required=True, choices=("resnet18", "mbconv"))
     od.add_argument("--space", type=json_arg, default=None, help="the params space (mbconv backbone)")
     od.add_argument("--resnet-width", type=int, default=64, help="ResNet-18 base width")
-    od.add_argument("--resolution", type=int, required=True)
+    od.add_argument("--resolution", type=resolution_arg, required=True)
     od.add_argument("--start-depth", type=int, default=1, help="blocks at the start")
     od.add_argument("--criterion", required=True, type=json_arg,
                     help="JSON {target_top1, min_delta, max_rounds_per_depth, max_epochs}")

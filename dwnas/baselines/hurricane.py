@@ -93,7 +93,7 @@ class SqueezeExcite(nn.Module):
 
 class OpBlock(nn.Module):
     """One candidate operator at one layer (zero padding k//2; conv-BN pairs in ``nn.Sequential``
-    s, so :func:`dwnas.baselines.common.fold_bn` folds them)."""
+    s, so :func:`dwnas.transform.deploy.fold_bn` folds them)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, op: Op):
         super().__init__()
@@ -167,11 +167,11 @@ def _fixed_parts(space, num_classes: int):
 def profile_ops(space, ops: list[Op], resolution: int, measure, num_classes: int) -> dict:
     """``{"positions": {pos: {op: {"ms", "macs"}}}, "stem_ms", "head_ms", "call_overhead_ms"}``:
     every operator timed (BN folded) at every layer position, ``measure(module, shape) -> ms``."""
-    from dwnas.baselines.common import fold_bn
     from dwnas.nn.counters import count
     from dwnas.nn.static import init_weights
     from dwnas.progress import progress
     from dwnas.search.latency import spatial_sizes
+    from dwnas.transform.deploy import fold_bn
 
     sizes = spatial_sizes(space, resolution)
     positions = {layer.position: layer for layer in layers_of(space)}

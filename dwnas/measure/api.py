@@ -41,15 +41,29 @@ def measure_module(
 LATENCY_STATISTICS = ("median", "min", "mean", "p90")
 
 
-def latency_timer(device: str, settings: Mapping[str, Any], statistic: str = "median"):
+def latency_timer(device: str, settings: Mapping[str, Any], statistic: str = "median",
+                  runtime: str | None = None):
     """``timer(module, input_shape) -> ms``: one latency statistic of :func:`measure_module` on
-    ``device`` (the latency table's and HURRICANE's operator timings; no TensorRT)."""
+    ``device`` (the latency table's and HURRICANE's operator timings; no TensorRT). With a
+    ``runtime`` (torch, onnxruntime) each module is first exported to that runtime's file format
+    and the file is timed, exactly as ``dwnas measure`` times a deploy file."""
     if statistic not in LATENCY_STATISTICS:
         raise DwnasError(f"latency statistic must be one of {LATENCY_STATISTICS} (got {statistic!r})")
     base = {"device": device, "trt": False, **settings}
 
     def timer(module: Any, input_shape: Sequence[int]) -> float:
-        return measure_module(module, input_shape, base)["latency_ms"][statistic]
+        if runtime is None:
+            return measure_module(module, input_shape, base)["latency_ms"][statistic]
+        import tempfile
+
+        from dwnas.measure.backends import make_backend
+        from dwnas.transform.export import runtime_file
+
+        with tempfile.TemporaryDirectory(prefix="dwnas-timer-") as folder:
+            path = runtime_file(module, runtime, input_shape, folder)
+            measure_settings = as_settings(base)
+            result = make_backend(measure_settings).measure(path, input_shape, measure_settings)
+        return result["latency_ms"][statistic]
 
     return timer
 
@@ -60,7 +74,7 @@ def measure_file(
     settings: MeasureSettings | Mapping[str, Any] | None = None,
     channels: int = 3,
 ) -> dict:
-    """Time a TorchScript (``.pt``) or ONNX (``.onnx``) file on square ``resolution`` inputs."""
+    """Time a model file (``.pt2``, ``.onnx``, ``.pt``) on square ``resolution`` inputs."""
     from dwnas.measure.backends import make_backend
     from dwnas.measure.models import model_format
 

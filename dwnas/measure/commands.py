@@ -32,6 +32,15 @@ def _settings_from_args(args: argparse.Namespace):
     )
 
 
+def _check_resolution(value: int) -> None:
+    """Before any model is loaded: a resolution a network can run at (100000 px ran out of memory)."""
+    from dwnas.config import RESOLUTION_MAX
+    from dwnas.errors import DwnasError
+
+    if not 1 <= value <= RESOLUTION_MAX:
+        raise DwnasError(f"--resolution must be between 1 and {RESOLUTION_MAX} px, got {value}")
+
+
 def summary_metrics(result: dict) -> dict:
     """The figures worth a metric: latency, throughput, energy (absent ones simply left out)."""
     summary = {"latency_ms": result["latency_ms"]}
@@ -51,8 +60,7 @@ def _measure(args: argparse.Namespace) -> int:
     from dwnas.io import write_json
     from dwnas.track import log_stage
 
-    if args.resolution <= 0:
-        raise DwnasError(f"--resolution must be > 0, got {args.resolution}")
+    _check_resolution(args.resolution)
     settings = _settings_from_args(args)
     if args.remote:
         from dwnas.measure.agent import read_token
@@ -140,16 +148,8 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_measure(sub) -> None:
-    p = sub.add_parser(
-        "measure",
-        help="latency / throughput / energy of a .pt or .onnx model",
-        description="Time a TorchScript (.pt) or ONNX (.onnx) model on this machine "
-        "(host CPU, CUDA, Jetson) or on a remote agent; write measure.json.",
-    )
-    p.add_argument("--model", required=True, help="model file: TorchScript .pt or ONNX .onnx")
-    p.add_argument("--resolution", type=int, required=True, help="square input size in pixels")
-    p.add_argument("--out", required=True, help="measure.json to write")
+def add_settings_args(p: argparse.ArgumentParser) -> None:
+    """The measurement settings' flags (``dwnas measure`` and ``dwnas compare``)."""
     p.add_argument("--device", choices=["host", "cuda", "jetson"], default="host")
     p.add_argument("--batch", type=int, default=1, help="latency batch size (default 1)")
     p.add_argument(
@@ -183,6 +183,94 @@ def _add_measure(sub) -> None:
     p.add_argument("--cuda-index", type=int, default=0)
     p.add_argument("--no-trt", action="store_true", help="skip trtexec even if available")
     p.add_argument("--trt-fp16", action="store_true", help="trtexec --fp16")
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from dwnas.errors import DwnasError
+    from dwnas.io import write_json
+    from dwnas.measure.compare import compare_files
+    from dwnas.track import log_stage
+
+    models = {}
+    for item in args.model:
+        label, sep, path = item.partition("=")
+        if not sep or label not in ("deep", "shallow", "deep-only") or not path:
+            raise DwnasError(f"--model {item!r}: use LABEL=PATH with LABEL deep, shallow or deep-only")
+        if label in models:
+            raise DwnasError(f"--model {label} given twice")
+        models[label] = path
+    _check_resolution(args.resolution)
+    settings = _settings_from_args(args)
+    if args.remote:
+        from dwnas.measure.agent import read_token
+        from dwnas.measure.compare import compare_remote
+        from dwnas.measure.remote import measure_remote, parse_address
+
+        if not args.token_file:
+            raise DwnasError("--remote needs --token-file")
+        host, port = parse_address(args.remote)
+        token = read_token(args.token_file)
+        result = compare_remote(models, args.resolution, lambda path: measure_remote(
+            host, port, token, path, settings, args.remote_timeout, resolution=args.resolution),
+            args.statistic)
+    else:
+        result = compare_files(models, args.resolution, settings, args.rounds, args.round_iters,
+                               args.statistic)
+    write_json(args.out, result)
+    metrics = {f"latency_ms.{label}": form["latency_ms"] for label, form in result["forms"].items()}
+    for name, ratio in result["ratios"].items():
+        metrics[name] = ratio["ratio"]
+        if ratio["ci95"]:
+            metrics.update({f"{name}.ci_low": ratio["ci95"][0], f"{name}.ci_high": ratio["ci95"][1]})
+    log_stage("measure", {"models": models, "resolution": args.resolution,
+                          "rounds": args.rounds, "round_iters": args.round_iters,
+                          "statistic": args.statistic, "device": args.device}, metrics, [args.out])
+    text = ", ".join(f"{name} {r['ratio']:.3f}" + (f" [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
+                                                   if r["ci95"] else "")
+                     for name, r in result["ratios"].items())
+    print(f"{args.out}: " + ", ".join(f"{label} {form['latency_ms']:.3f} ms"
+                                      for label, form in result["forms"].items())
+          + (f"; {text}" if text else ""), file=sys.stderr)
+    return 0
+
+
+def _add_compare(sub) -> None:
+    from dwnas.measure.api import LATENCY_STATISTICS
+
+    p = sub.add_parser(
+        "compare",
+        help="deep vs shallow (vs deep-only) latency in interleaved rounds, ratios with 95%% CIs",
+        description="Load the deploy files of one row into one process, time them in "
+        "interleaved rounds (a drift of the machine hits all alike), and write each file's full "
+        "measurement and the speed-ups with 95% bootstrap intervals. Files holding the same "
+        "graph are timed once; their ratio is 1 by construction.")
+    p.add_argument("--model", required=True, nargs="+", metavar="LABEL=PATH",
+                   help="deep=FILE shallow=FILE [deep-only=FILE] (.pt2 or .onnx)")
+    p.add_argument("--resolution", type=int, required=True, help="square input size in pixels")
+    p.add_argument("--out", required=True, help="compare JSON to write")
+    p.add_argument("--rounds", type=int, default=20, help="interleaved rounds")
+    p.add_argument("--round-iters", type=int, default=10, help="timed runs per network per round")
+    p.add_argument("--statistic", default="min", choices=LATENCY_STATISTICS,
+                   help="a round's value over its runs (min on a shared machine)")
+    add_settings_args(p)
+    p.add_argument("--remote", default=None, metavar="HOST:PORT", help="measure on a dwnas agent")
+    p.add_argument("--token-file", default=None, help="file holding the agent token")
+    p.add_argument("--remote-timeout", type=float, default=DEFAULT_REMOTE_TIMEOUT_S,
+                   help="seconds before giving up on the agent")
+    p.set_defaults(func=_compare)
+
+
+def _add_measure(sub) -> None:
+    p = sub.add_parser(
+        "measure",
+        help="latency / throughput / energy of a .pt2, .onnx or .pt model",
+        description="Time a torch.export (.pt2), ONNX (.onnx) or TorchScript (.pt) model on this machine "
+        "(host CPU, CUDA, Jetson) or on a remote agent; write measure.json.",
+    )
+    p.add_argument("--model", required=True, help="model file: .pt2 (torch.export), .onnx or .pt (TorchScript)")
+    p.add_argument("--resolution", type=int, required=True, help="square input size in pixels")
+    p.add_argument("--out", required=True, help="measure.json to write")
+    add_settings_args(p)
     p.add_argument("--remote", default=None, metavar="HOST:PORT", help="measure on a dwnas agent")
     p.add_argument("--token-file", default=None, help="file holding the agent token")
     p.add_argument(
@@ -217,4 +305,5 @@ def _add_agent(sub) -> None:
 
 def register(sub) -> None:
     _add_measure(sub)
+    _add_compare(sub)
     _add_agent(sub)

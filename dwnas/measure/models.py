@@ -1,8 +1,9 @@
 """Loading what is measured: TorchScript archives, ONNX files, or an in-process ``nn.Module``.
 
 Each becomes a :class:`Runner` that makes its own input and runs one forward pass, so that the
-backends time all three the same way. The transform stage writes TorchScript (``.pt``) and ONNX
-(``.onnx``); both load without dwnas code.
+backends time them the same way. The transform stage writes ``torch.export`` programs (``.pt2``)
+and ONNX (``.onnx``); both load without dwnas code. TorchScript (``.pt``, deprecated in torch
+2.14) is still accepted for files users bring.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from dwnas.errors import DwnasError
 
-MODEL_FORMATS = {".pt": "torchscript", ".onnx": "onnx"}
+MODEL_FORMATS = {".pt2": "torch-export", ".onnx": "onnx", ".pt": "torchscript"}
 
 
 def model_format(path: str | Path) -> str:
@@ -63,6 +64,10 @@ class Runner(ABC):
     @abstractmethod
     def describe(self) -> dict: ...
 
+    @abstractmethod
+    def as_callable(self):
+        """``f(tensor) -> tensor`` on CPU torch tensors (evaluation and verification of files)."""
+
 
 class TorchRunner(Runner):
     """Eager or TorchScript module on a torch device, in eval mode, optionally channels_last.
@@ -78,7 +83,8 @@ class TorchRunner(Runner):
         self.device = torch.device(device)
         self.channels_last = channels_last
         self.info = info
-        module.eval()
+        if fmt != "torch-export":  # an exported program is in eval mode and refuses .eval()
+            module.eval()
         module.to(self.device)
         if channels_last:
             module.to(memory_format=torch.channels_last)
@@ -103,6 +109,9 @@ class TorchRunner(Runner):
 
     def describe(self) -> dict:
         return {"format": self.format, **self.info}
+
+    def as_callable(self):
+        return lambda x: self.module(x.to(self.device)).cpu()
 
 
 class OnnxRunner(Runner):
@@ -178,6 +187,11 @@ class OnnxRunner(Runner):
     def __call__(self, inputs):
         return self.session.run(None, {self.input_name: inputs})
 
+    def as_callable(self):
+        import torch
+
+        return lambda x: torch.from_numpy(self(x.contiguous().numpy())[0])
+
     def describe(self) -> dict:
         return {
             "format": self.format,
@@ -195,7 +209,8 @@ def load_model(
     channels_last: bool = False,
     onnx_cpu_fallback: bool = False,
 ) -> Runner:
-    """Load a ``.pt`` TorchScript archive or an ``.onnx`` file; DwnasError naming the file if not.
+    """Load a ``.pt2`` torch.export program, an ``.onnx`` file or a ``.pt`` TorchScript archive
+    (files users bring; the pipeline exports the first two); DwnasError naming the file if not.
 
     ``onnx_cpu_fallback`` lets an ONNX model run on onnxruntime's CPU provider (with a note)
     when a GPU device was asked for but the installed onnxruntime has no CUDA provider.
@@ -209,9 +224,18 @@ def load_model(
         return OnnxRunner(path, device, threads, info, cpu_fallback=onnx_cpu_fallback)
     import torch
 
+    if fmt == "torch-export":
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                module = torch.export.load(str(path)).module()
+        except Exception as exc:  # torch raises many types for bad archives
+            raise DwnasError(f"{path}: cannot load as a torch.export program "
+                             f"({_first_line(exc)})") from exc
+        return TorchRunner(module, device, channels_last, fmt, info)
     try:
         with warnings.catch_warnings():
-            # torch 2.14 deprecates TorchScript; it stays the transform stage's portable format.
+            # torch 2.14 deprecates TorchScript; it is still accepted for files users bring.
             warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=FutureWarning)
             module = torch.jit.load(str(path), map_location=device)
     except Exception as exc:  # torch raises RuntimeError, ValueError, zip errors... for bad files

@@ -1,33 +1,15 @@
 """Deploy-form layers: batch norm folded into convolution biases, built by :mod:`dwnas.transform`.
 
 They hold plain ``nn.Conv2d`` s with zero padding k//2, so TorchScript, ONNX and TensorRT see
-ordinary convolutions. The padding convention of the training-form blocks (the depthwise conv sees
-the expanded map padded with ``c = act(b1)``) is carried by shifting: the expansion bias becomes
-``b1 - c``, ReLU6 becomes a per-channel clamp to ``[-c, 6 - c]`` and the depthwise bias gains
-``c * sum(W_dw)``; the zero padding of the shifted map then equals the ``c`` padding exactly.
+ordinary convolutions and ``nn.ReLU6`` s. A non-linear block is torchvision's MobileNetV2 block with
+BN folded. An unmerged linear block's border (its depthwise conv sees the expanded map padded with
+``b1``) is carried by shifting: expansion bias ``0``, depthwise bias ``b2 + b1 * sum(W_dw)``; the
+zero padding of the shifted map then equals the ``b1`` padding exactly.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
-
-
-class ShiftedReLU6(nn.Module):
-    """``relu6(x + shift) - shift`` per channel, written as ``clamp(x, -shift, 6 - shift)``, in place
-    (it always follows a convolution)."""
-
-    def __init__(self, shift: Tensor):
-        super().__init__()
-        shift = shift.detach().float().view(1, -1, 1, 1)
-        self.register_buffer("low", -shift)
-        self.register_buffer("high", 6.0 - shift)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.clamp_(x, self.low, self.high)  # in place: x is a conv's fresh output
-
-    def config(self) -> dict:
-        return {"type": "ShiftedReLU6", "channels": self.low.shape[1]}
 
 
 class ConvReLU6(nn.Sequential):

@@ -41,59 +41,76 @@ def _style(method: str, i: int) -> dict:
                                      "label": method})
 
 
-def pareto(table: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Top-1 vs measured latency of each method's deployed form (first device)."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+def _panels(table: pd.DataFrame, extra_width: float = 0.0, height: float = 4.2):
+    """One panel per runtime (first device), side by side."""
     device = table["device"].dropna().iloc[0] if table["device"].notna().any() else "?"
-    data = table[table["device"] == device]
-    for i, (method, rows) in enumerate(data.groupby("method", sort=True)):
-        rows = rows.sort_values("latency_shallow_ms")
-        style = _style(method, i)
-        ax.plot(rows["latency_shallow_ms"], rows["top1"] * 100, marker=style["marker"],
-                color=style["color"], label=style["label"], ls=style.get("ls", "-"))
-        if method == "double-win":
-            ax.plot(rows["latency_deep_ms"], rows["top1"] * 100, marker=style["marker"],
-                    color=style["color"], mfc="none", ls="--",
-                    label="Double-Win (same nets, deep form)")
-        for _, r in rows.iterrows():
-            ax.annotate(r["budget"], (r["latency_shallow_ms"], r["top1"] * 100), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel(f"measured latency on {device} ({latency_unit(table)}, batch 1)")
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title("Accuracy vs latency")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: no point hidden
+    runtimes = sorted(table["runtime"].dropna().unique()) or ["?"]
+    fig, axes = plt.subplots(1, len(runtimes), squeeze=False,
+                             figsize=((6.0 + extra_width) * len(runtimes), height))
+    return fig, device, [(ax, runtime, table[(table["device"] == device)
+                                              & (table["runtime"] == runtime)])
+                         for ax, runtime in zip(axes[0], runtimes, strict=True)]
+
+
+def pareto(table: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Top-1 (95% interval) vs measured latency of each method's deployed form, per runtime."""
+    fig, device, panels = _panels(table)
+    for n, (ax, runtime, data) in enumerate(panels):
+        for i, (method, rows) in enumerate(data.groupby("method", sort=True)):
+            rows = rows.sort_values("latency_shallow_ms")
+            style = _style(method, i)
+            errors = [(rows["top1"] - rows["top1_ci_low"]) * 100,
+                      (rows["top1_ci_high"] - rows["top1"]) * 100]
+            ax.errorbar(rows["latency_shallow_ms"], rows["top1"] * 100, yerr=errors, capsize=2,
+                        marker=style["marker"], color=style["color"], label=style["label"],
+                        ls=style.get("ls", "-"))
+            if method == "double-win":
+                ax.plot(rows["latency_deep_ms"], rows["top1"] * 100, marker=style["marker"],
+                        color=style["color"], mfc="none", ls="--",
+                        label="Double-Win (same nets, deep form)")
+            for _, r in rows.iterrows():
+                ax.annotate(r["budget"], (r["latency_shallow_ms"], r["top1"] * 100), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(f"measured latency on {device}, {runtime} ({latency_unit(table)}, batch 1)")
+        ax.set_ylabel("top-1 accuracy (%, 95% interval)")
+        ax.set_title(f"Accuracy vs latency ({runtime})")
+        ax.grid(alpha=0.3)
+        if n == len(panels) - 1:  # outside the last panel: no point hidden
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save(fig, out_dir, "pareto")
 
 
 def deep_vs_shallow(table: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Per method and budget: latency (and energy, when measured) deep vs shallow."""
-    data = table.dropna(subset=["latency_deep_ms", "latency_shallow_ms"])
-    has_energy = data["energy_shallow_mj"].notna().any()
-    per_panel = max(6.0, 0.45 * len(data) + 1.5)  # room for one rotated label per bar pair
-    fig, axes = plt.subplots(1, 2 if has_energy else 1, squeeze=False,
-                             figsize=(per_panel * (2 if has_energy else 1), 4.5))
-    several_devices = data["device"].nunique() > 1
-    labels = [f"{m} {b}" + (f" ({d})" if several_devices else "")
-              for m, b, d in zip(data["method"], data["budget"], data["device"], strict=True)]
-    x = range(len(data))
-    panels = [("latency", latency_unit(table), "latency_deep_ms", "latency_shallow_ms")]
-    if has_energy:
-        panels.append(("energy", "mJ / image", "energy_deep_mj", "energy_shallow_mj"))
-    for ax, (name, unit, deep_col, shallow_col) in zip(axes[0], panels, strict=True):
-        ax.bar([i - 0.2 for i in x], data[deep_col], width=0.4, label="deep", color="tab:blue")
-        ax.bar([i + 0.2 for i in x], data[shallow_col], width=0.4, label="shallow", color="tab:red")
-        ax.set_xticks(list(x), labels, fontsize=7, rotation=45, ha="right",
-                      rotation_mode="anchor")
-        ax.set_ylabel(f"{name} ({unit})")
-        ax.set_title(f"Deep vs shallow {name}" + ("" if several_devices
-                                                   else f" on {data['device'].iloc[0]}"))
-        ax.legend(fontsize=8)
+    """Per row: the speed-up of the shallow form over the deep one (and over deep-only at the
+    same budget) with its 95% interval, from interleaved timings; one panel per runtime."""
+    rows = table.dropna(subset=["speedup"])
+    widest = int(rows.groupby("runtime").size().max()) if len(rows) else 1
+    fig, device, panels = _panels(rows, extra_width=max(0.0, 0.4 * widest - 3.0), height=4.8)
+    for ax, runtime, data in panels:
+        data = data.reset_index(drop=True)
+        x = range(len(data))
+        for offset, name, colour, label in ((-0.18, "speedup", "tab:red", "shallow vs its deep form"),
+                                            (0.18, "speedup_vs_deep_only", "tab:blue",
+                                             "shallow vs deep-only, same budget")):
+            if name not in data or data[name].isna().all():
+                continue
+            part = data[data[name].notna()]
+            low = (part[name] - part[f"{name}_ci_low"]).fillna(0)
+            high = (part[f"{name}_ci_high"] - part[name]).fillna(0)
+            ax.errorbar([i + offset for i in part.index], part[name], yerr=[low, high], fmt="o",
+                        color=colour, capsize=3, label=label)
+        ax.axhline(1.0, color="black", lw=1)
+        ax.set_xticks(list(x), [f"{m} {b}" for m, b in zip(data["method"], data["budget"],
+                                                           strict=True)],
+                      fontsize=7, rotation=45, ha="right", rotation_mode="anchor")
+        ax.set_ylabel("speed-up (x, 95% interval)")
+        ax.set_title(f"Shallow vs deep on {device}, {runtime} (1 = same graph or no gain)",
+                     fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    if not has_energy:
-        notes = sorted({n for n in table["energy_note"] if n})
+        ax.legend(fontsize=7)
+        notes = sorted({n for n in data["energy_note"] if n})
         if notes:  # as the x label, which sits below the rotated tick labels
-            axes[0][0].set_xlabel("Energy " + notes[0], fontsize=7)
+            ax.set_xlabel("Energy " + notes[0], fontsize=7)
     return save(fig, out_dir, "deep_vs_shallow")
 
 
@@ -140,3 +157,92 @@ def training_curves(histories: dict[str, pd.DataFrame], out_dir: Path) -> list[P
         ax.legend(fontsize=7)
     fig.suptitle("Training: hybrid transformable supernet, then elastic resolution")
     return save(fig, out_dir, "training_curves")
+
+
+def lut_fidelity(random_sets: dict[str, dict], pipeline: dict, out_dir: Path) -> list[Path]:
+    """Predicted vs measured latency per runtime: random archs (the profile's check) and the
+    networks the pipeline measured (the check that matters), with the +-10% band."""
+    runtimes = sorted(set(random_sets) | set(pipeline.get("summary", {})))
+    fig, axes = plt.subplots(1, max(1, len(runtimes)), squeeze=False,
+                             figsize=(5.2 * max(1, len(runtimes)), 5))
+    for ax, runtime in zip(axes[0], runtimes, strict=False):
+        rows_random = (random_sets.get(runtime) or {}).get("rows", [])
+        rows_pipe = [r for r in pipeline.get("rows", []) if r["runtime"] == runtime]
+        values = [v for r in rows_random + rows_pipe for v in (r["measured_ms"], r["predicted_ms"])]
+        if not values:
+            continue
+        lo, hi = min(values) * 0.9, max(values) * 1.1
+        ax.plot([lo, hi], [lo, hi], color="black", lw=1)
+        ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="grey",
+                        alpha=0.2, label="±10%")
+        if rows_random:
+            s = random_sets[runtime]["summary"]["all"]
+            ax.scatter([r["measured_ms"] for r in rows_random], [r["predicted_ms"] for r in rows_random],
+                       s=14, color="0.55", marker=".",
+                       label=f"random archs: {100 * s['within_10pct']:.0f}% within ±10% (n={s['n']})")
+        for i, (method, group) in enumerate(pd.DataFrame(rows_pipe).groupby("method") if rows_pipe
+                                            else []):
+            style = _style(method, i)
+            for form, filled in (("deep", False), ("shallow", True)):
+                part = group[group["form"] == form]
+                ax.scatter(part["measured_ms"], part["predicted_ms"], marker=style["marker"],
+                           color=style["color"], facecolors=style["color"] if filled else "none",
+                           s=30, label=f"{style['label']} {form}")
+        s = pipeline.get("summary", {}).get(runtime)
+        title = f"{runtime}"
+        if s:
+            title += f": pipeline nets {100 * s['within_10pct']:.0f}% within ±10% (n={s['n']})"
+        ax.set_title(title, fontsize=9)
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_xlabel("measured latency (ms, batch 1)")
+        ax.set_ylabel("latency-table prediction (ms)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="upper left")
+    fig.suptitle("Latency table fidelity")
+    return save(fig, out_dir, "lut_fidelity")
+
+
+def merge_gains(tables: dict, out_dir: Path) -> list[Path]:
+    """Where merging pays: per block configuration of the space and grid resolution, the latency
+    of the block unmerged (folded MBConv) against the same block merged into one dense conv, from
+    each runtime's latency table. Points below the diagonal are blocks a linear merge speeds up."""
+    runtimes = sorted(tables)
+    fig, axes = plt.subplots(1, max(1, len(runtimes)), squeeze=False,
+                             figsize=(5.2 * max(1, len(runtimes)), 5))
+    kernels_colour = {3: "tab:blue", 5: "tab:orange", 7: "tab:red"}
+    expand_marker = {1: "x", 3: "o", 4: "s", 6: "^"}
+    for ax, runtime in zip(axes[0], runtimes, strict=False):
+        table = tables[runtime]
+        points = []
+        for res, entries in table.entries.items():
+            for key, folded in entries.items():
+                if not key.endswith(".folded"):
+                    continue
+                merged = entries.get(key.removesuffix(".folded") + ".merged")
+                if merged is None:
+                    continue
+                stage, position, kernel, expand = key.split(".")[:4]
+                points.append({"res": int(res), "folded": folded, "merged": merged,
+                               "kernel": int(kernel[1:]), "expand": int(expand[1:])})
+        if not points:
+            continue
+        frame = pd.DataFrame(points)
+        for (kernel, expand), part in frame.groupby(["kernel", "expand"]):
+            ax.scatter(part["folded"], part["merged"], s=22,
+                       color=kernels_colour.get(kernel, "tab:gray"),
+                       marker=expand_marker.get(expand, "D"), label=f"k{kernel} e{expand}")
+        lo = min(frame["folded"].min(), frame["merged"].min()) * 0.8
+        hi = max(frame["folded"].max(), frame["merged"].max()) * 1.2
+        ax.plot([lo, hi], [lo, hi], color="black", lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        pays = int((frame["merged"] < frame["folded"]).sum())
+        ax.set_title(f"{runtime} on {table.device}: merging pays in {pays} of {len(frame)} "
+                     f"(block, resolution)", fontsize=9)
+        ax.set_xlabel("block unmerged, BN folded (ms)")
+        ax.set_ylabel("block merged into one conv (ms)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, ncol=2, loc="upper left")
+    fig.suptitle("Where merging a linear block pays (below the diagonal)")
+    return save(fig, out_dir, "merge_gains")

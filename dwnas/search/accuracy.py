@@ -50,6 +50,16 @@ class RidgePredictor:
         return float(encode(space, arch) @ self.weights + self.bias)
 
 
+def kendall_tau(a: list[float], b: list[float]) -> float:
+    """Kendall's tau-b of two rankings (0 when either is constant): how often the predictor
+    orders a pair of architectures as the supernet does."""
+    from scipy.stats import kendalltau
+
+    if len(set(a)) < 2 or len(set(b)) < 2:
+        return 0.0
+    return float(kendalltau(a, b).statistic)
+
+
 def rank_correlation(a: list[float], b: list[float]) -> float:
     """Spearman's rank correlation (no ties correction needed for a diagnostic)."""
     ra = np.argsort(np.argsort(a)).astype(float)

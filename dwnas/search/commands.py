@@ -22,8 +22,8 @@ def _profile(args: argparse.Namespace) -> int:
     lo, hi = min(space.resolutions()), max(space.resolutions())
     if grid[0] > lo or grid[-1] < hi:
         raise DwnasError(f"--grid {grid} must cover the space's resolutions [{lo}, {hi}]")
-    measure = latency_timer(args.device, args.settings, args.statistic)
-    table = profile_space(space, args.device, measure, grid, args.num_classes)
+    measure = latency_timer(args.device, args.settings, args.statistic, args.runtime)
+    table = profile_space(space, args.device, measure, grid, args.num_classes, runtime=args.runtime)
     table.settings.update(args.settings, statistic=args.statistic)
     if args.calibration_archs:
         calibrate(table, space, measure, args.num_classes, args.calibration_archs, args.seed)
@@ -33,7 +33,8 @@ def _profile(args: argparse.Namespace) -> int:
     table.device_description = make_backend(MeasureSettings(device=args.device)).describe()
     with atomic_dir(args.out) as tmp:
         table.save(tmp / "lut.json")
-        summary = {"device": args.device, "entries": sum(len(v) for v in table.entries.values()),
+        summary = {"device": args.device, "runtime": args.runtime,
+                   "entries": sum(len(v) for v in table.entries.values()),
                    "grid": grid, "call_overhead_ms": table.settings["call_overhead_ms"],
                    "calibration": table.settings.get("calibration")}
         if args.fidelity_archs:
@@ -43,7 +44,8 @@ def _profile(args: argparse.Namespace) -> int:
             summary["fidelity"] = result["summary"]
         write_json(tmp / "summary.json", summary)
     out = Path(args.out)
-    track.log_stage(f"profile_{args.device}", {"device": args.device, "grid": grid, **args.settings},
+    track.log_stage(f"profile_{args.device}_{args.runtime}",
+                    {"device": args.device, "runtime": args.runtime, "grid": grid, **args.settings},
                     summary, [out / "lut_fidelity.json", out / "lut_fidelity.png", out / "summary.json"])
     return 0
 
@@ -58,7 +60,7 @@ def _search(args: argparse.Namespace) -> int:
     from dwnas.io import atomic_dir, write_json
     from dwnas.nn.checkpoint import load_supernet
     from dwnas.nn.counters import count_arch
-    from dwnas.search.accuracy import RidgePredictor, rank_correlation
+    from dwnas.search.accuracy import RidgePredictor, kendall_tau, rank_correlation
     from dwnas.search.budgets import resolve_budgets
     from dwnas.search.evolution import EvolutionarySearch, SearchSettings, deep_only
     from dwnas.search.latency import LatencyTable
@@ -68,6 +70,7 @@ def _search(args: argparse.Namespace) -> int:
     accuracy_mode = settings_dict.pop("accuracy", "supernet")
     predictor_samples = settings_dict.pop("predictor_samples", 100)
     top_k = settings_dict.pop("final_top_k", 5)
+    min_tau = settings_dict.pop("min_kendall_tau", 0.6)
     try:
         settings = SearchSettings(**settings_dict, seed=args.seed)
     except TypeError as exc:
@@ -75,7 +78,7 @@ def _search(args: argparse.Namespace) -> int:
     settings.check()
     model, ckpt = load_supernet(args.checkpoint)
     space = model.space
-    table = LatencyTable.load(args.lut, space=space, device=args.device)
+    table = LatencyTable.load(args.lut, space=space, device=args.device, runtime=args.runtime)
     form = "shallow" if args.mode == "double-win" else "deep"
 
     def latency(arch) -> float:
@@ -94,6 +97,14 @@ def _search(args: argparse.Namespace) -> int:
         return hit["top1"]
 
     search = EvolutionarySearch(space, supernet_top1, latency, settings, args.mode)
+    included = {}
+    for folder in args.include or []:
+        from dwnas.space import Arch
+
+        for path in sorted(Path(folder).glob("*.json")):
+            arch = Arch.load(path)
+            space.validate(arch, source=str(path))
+            included.setdefault(path.stem, []).append(search.prepare(arch))
     predictor_report = None
     if accuracy_mode == "predictor":
         import random
@@ -103,10 +114,15 @@ def _search(args: argparse.Namespace) -> int:
         accs = [search.accuracy(a) for a in samples]
         split = max(2, int(0.8 * len(samples)))
         held = RidgePredictor.fit(space, samples[:split], accs[:split])
+        tau = kendall_tau([held.predict(space, a) for a in samples[split:]], accs[split:])
         predictor_report = {
-            "samples": len(samples),
+            "samples": len(samples), "holdout": len(samples) - split,
+            "holdout_kendall_tau": tau, "min_kendall_tau": min_tau,
             "holdout_rank_correlation": rank_correlation(
                 [held.predict(space, a) for a in samples[split:]], accs[split:]),
+            # an unreliable predictor only proposes: the whole final population is re-ranked
+            # by the supernet's measured accuracy instead of its top_k
+            "finalists": "final population" if tau < min_tau else f"top {top_k}",
         }
         predictor = RidgePredictor.fit(space, samples, accs)
         search_fn = EvolutionarySearch(space, lambda a: predictor.predict(space, a), latency,
@@ -121,11 +137,15 @@ def _search(args: argparse.Namespace) -> int:
     rows, archs = [], {}
     for label, budget in budgets.items():
         best = search_fn.run(budget, label=f"{args.mode} {label}")
+        finalists = [best.arch]
         if search_fn is not search:
-            finalists = search_fn.final_population[:top_k] or [best.arch]
-            best_arch = max(finalists, key=lambda a: (supernet_top1(a), -latency(a)))
-        else:
-            best_arch = best.arch
+            reliable = predictor_report["holdout_kendall_tau"] >= min_tau
+            finalists = (search_fn.final_population[:top_k] if reliable
+                         else search_fn.final_population) or [best.arch]
+        # Double-Win's space contains deep-only's: its picks compete here too, so that with one
+        # evaluator and one latency model Double-Win is never less accurate at a budget
+        finalists += [a for a in included.get(label, []) if latency(a) <= budget]
+        best_arch = max(finalists, key=lambda a: (supernet_top1(a), -latency(a)))
         counts = count_arch(space, best_arch, ckpt["num_classes"])
         archs[label] = best_arch
         rows.append({
@@ -160,12 +180,16 @@ def _search(args: argparse.Namespace) -> int:
         (tmp / "arch").mkdir()
         for label, arch in archs.items():
             (tmp / "arch" / f"{label}.json").write_text(arch.to_json(indent=2) + "\n")
-        summary = {"mode": args.mode, "device": args.device, "reference_latency_ms": reference,
+        summary = {"mode": args.mode, "device": args.device, "runtime": args.runtime,
+                   "reference_latency_ms": reference,
                    "budgets_ms": budgets, "supernet_evaluations": len(evaluated),
                    "accuracy": accuracy_mode, "predictor": predictor_report,
                    "results": {r["budget"]: {k: v for k, v in r.items() if k != "arch"}
                                for r in rows}}
         write_json(tmp / "summary.json", summary)
+    if predictor_report is not None:
+        print(f"predictor: held-out Kendall tau {predictor_report['holdout_kendall_tau']:.3f} "
+              f"(finalists: {predictor_report['finalists']})", flush=True)
     track.log_stage(f"search_{args.mode}", {"mode": args.mode, "device": args.device,
                                             **args.settings, "budgets": args.budgets},
                     {"results": {r["budget"]: {"top1": r["top1"],
@@ -198,6 +222,8 @@ def register(sub) -> None:
                       help="random archs to check predicted vs measured latency (0 = skip)")
     prof.add_argument("--statistic", default="median", choices=("median", "min", "mean", "p90"),
                       help="which statistic of each timing the table holds (profile.statistic)")
+    prof.add_argument("--runtime", default="onnxruntime", choices=("torch", "onnxruntime"),
+                      help="the runtime whose deploy files the table times")
     prof.add_argument("--seed", type=int, default=0)
     prof.add_argument("--out", required=True, help="output dir: lut.json, lut_fidelity.{json,png}")
     prof.set_defaults(func=_profile)
@@ -209,6 +235,11 @@ def register(sub) -> None:
     srch.add_argument("--prepared", required=True)
     srch.add_argument("--lut", required=True, help="latency table (dwnas profile)")
     srch.add_argument("--device", default="host", help="the device the table must have been made on")
+    srch.add_argument("--runtime", default="onnxruntime", choices=("torch", "onnxruntime"),
+                      help="the runtime the table must have been made for (profile.runtime)")
+    srch.add_argument("--include", nargs="*", default=None, metavar="DIR",
+                      help="arch/<budget>.json folders of another search (deep-only's) whose "
+                      "picks compete with this search's finalists at the same budget")
     srch.add_argument("--mode", choices=("double-win", "deep-only"), default="double-win")
     srch.add_argument("--budgets", required=True, type=json_arg,
                       help='JSON {"unit": "fraction"|"ms", "values": [...]}')

@@ -3,11 +3,16 @@
 ``dwnas profile`` times every block configuration of a space in each deployed form a network can
 hold it in (the forms ``dwnas transform`` exports, BN folded in both):
 
-* ``folded`` - the MBConv with its three convolutions (every block of the deep network, and the
-  non-linear blocks of the shallow one; a linear block's identity activations cost nothing);
+* ``folded`` - a non-linear MBConv with its three convolutions and ReLU6s, BN folded (in both
+  forms);
 * ``merged`` - the single dense kxk convolution a linear block becomes in the shallow network;
+* ``unmerged`` - a linear block in the deep network (three convolutions, no activation);
 
-plus the fixed parts (stem + first block, head + pool + classifier).
+plus the fixed parts (stem + first block, head + pool + classifier). Each part is exported to the
+table's runtime (``torch``: a ``torch.export`` program; ``onnxruntime``: an ONNX file) and the
+file is timed as ``dwnas measure`` times a whole network's file, so the table predicts what the
+pipeline measures. One calibration scale, fitted over both forms, maps the sum of the parts to an
+end-to-end network: two identical graphs always predict the same latency.
 Each configuration is keyed by (stage, position: the stage's first block or a later one, kernel,
 expand) and timed at every network resolution of the grid; the predictor sums the parts of an
 architecture and interpolates linearly in pixel count between the two nearest grid resolutions.
@@ -50,24 +55,27 @@ class LatencyTable:
     entries: dict[str, dict[str, float]]
     device_description: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
+    runtime: str = "torch"
 
     # -- persistence ----------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "device": self.device, "space_fingerprint": self.space_fingerprint,
-                "grid": self.grid, "entries": self.entries,
+        return {"format": FORMAT, "device": self.device, "runtime": self.runtime,
+                "space_fingerprint": self.space_fingerprint, "grid": self.grid, "entries": self.entries,
                 "device_description": self.device_description, "settings": self.settings}
 
     def save(self, path: str | Path) -> None:
         write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | Path, space=None, device: str | None = None) -> LatencyTable:
-        """Read a table; refuse one made for another space or device, naming both."""
+    def load(cls, path: str | Path, space=None, device: str | None = None,
+             runtime: str | None = None) -> LatencyTable:
+        """Read a table; refuse one made for another space, device or runtime, naming both."""
         data = read_json(path)
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise DwnasError(f"{path}: not a dwnas latency table")
         table = cls(data["device"], data["space_fingerprint"], [int(r) for r in data["grid"]],
-                    data["entries"], data.get("device_description", {}), data.get("settings", {}))
+                    data["entries"], data.get("device_description", {}), data.get("settings", {}),
+                    data.get("runtime", "torch"))
         if space is not None and space.fingerprint() != table.space_fingerprint:
             raise DwnasError(f"{path}: latency table of another search space (table "
                              f"{table.space_fingerprint}, space {space.fingerprint()}); re-run "
@@ -75,6 +83,9 @@ class LatencyTable:
         if device is not None and device != table.device:
             raise DwnasError(f"{path}: latency table made on device {table.device!r}, not "
                              f"{device!r}; profile the target device")
+        if runtime is not None and runtime != table.runtime:
+            raise DwnasError(f"{path}: latency table of runtime {table.runtime!r}, not {runtime!r};"
+                             " profile that runtime")
         return table
 
     # -- prediction -----------------------------------------------------------------------------
@@ -104,12 +115,17 @@ class LatencyTable:
         parts = [self._at("stem", r), self._at("head", r)]
         for s, stage in enumerate(arch.stages):
             for b, block in enumerate(stage):
-                merged = form == "shallow" and block.linear
-                key = block_key(s, b == 0, block.kernel, block.expand, "merged" if merged else "folded")
-                parts.append(self._at(key, r))
+                kind = ("folded" if not block.linear else
+                        "merged" if form == "shallow" else "unmerged")
+                parts.append(self._at(block_key(s, b == 0, block.kernel, block.expand, kind), r))
         # every entry was timed as its own call; the network pays the call overhead only once
         raw = sum(parts) - overhead * (len(parts) - 1)
-        return raw * float(self.settings.get("calibration", {}).get(form, 1.0))
+        return raw * self.scale
+
+    @property
+    def scale(self) -> float:
+        """The one end-to-end calibration scale (the same for every form and graph)."""
+        return float((self.settings.get("calibration") or {}).get("scale", 1.0))
 
 
 # -- profiling -------------------------------------------------------------------------------------
@@ -135,7 +151,7 @@ def _fixed_modules(space, num_classes: int):
 
 
 def profile_space(space, device: str, measure, grid: list[int], num_classes: int,
-                  progress_desc: str = "profile") -> LatencyTable:
+                  progress_desc: str = "profile", runtime: str = "torch") -> LatencyTable:
     """Time every block configuration of ``space`` at every grid resolution.
 
     ``measure(module, input_shape) -> median ms`` does the timing (the measurement backend).
@@ -168,6 +184,8 @@ def profile_space(space, device: str, measure, grid: list[int], num_classes: int
                         shape = (cin, side, side)
                         jobs.append((r, block_key(s, first, k, e, "folded"), deploy_block(deep), shape))
                         jobs.append((r, block_key(s, first, k, e, "merged"), merge_block(linear), shape))
+                        jobs.append((r, block_key(s, first, k, e, "unmerged"), deploy_block(linear),
+                                     shape))
     from torch import nn
 
     entries: dict[str, dict[str, float]] = {str(r): {} for r in grid}
@@ -175,7 +193,7 @@ def profile_space(space, device: str, measure, grid: list[int], num_classes: int
     for r, key, module, shape in progress(jobs, desc=progress_desc):
         entries[str(r)][key] = float(measure(module, shape))
     return LatencyTable(device, space.fingerprint(), sorted(grid), entries,
-                        settings={"call_overhead_ms": overhead})
+                        settings={"call_overhead_ms": overhead}, runtime=runtime)
 
 
 def _end_to_end(table: LatencyTable, space, measure, num_classes: int, n_archs: int, salt: str,
@@ -200,19 +218,20 @@ def _end_to_end(table: LatencyTable, space, measure, num_classes: int, n_archs: 
 
 
 def calibrate(table: LatencyTable, space, measure, num_classes: int, n_archs: int, seed: int) -> dict:
-    """Fit one scale per form: the median of measured / summed latency over ``n_archs`` random
-    archs timed end to end (a network runs slower than its parts timed alone: caches, allocation).
+    """Fit ONE scale: the median of measured / summed latency over ``n_archs`` random archs timed
+    end to end in both forms (a network runs at another speed than its parts timed alone:
+    caches, allocation, the runtime's per-call cost). One scale for every form keeps two
+    identical graphs predicting the same latency (a scale per form made a graph predict 8% higher
+    as Double-Win's shallow form than as deep-only's deep form, biasing the search against
+    Double-Win).
     The median keeps a run disturbed by another process from skewing the fit."""
     import statistics
 
     table.settings.pop("calibration", None)
-    ratios: dict[str, list[float]] = {"deep": [], "shallow": []}
-    for _, _, form, measured, predicted in _end_to_end(
-            table, space, measure, num_classes, n_archs, f"calibration:{seed}", "calibration"):
-        ratios[form].append(measured / predicted)
-    scales = {form: statistics.median(values) for form, values in ratios.items() if values}
-    table.settings["calibration"] = scales
-    return scales
+    ratios = [measured / predicted for _, _, _, measured, predicted in _end_to_end(
+        table, space, measure, num_classes, n_archs, f"calibration:{seed}", "calibration")]
+    table.settings["calibration"] = {"scale": statistics.median(ratios), "archs": n_archs}
+    return table.settings["calibration"]
 
 
 def fidelity(table: LatencyTable, space, measure, num_classes: int, n_archs: int, seed: int,
@@ -231,7 +250,7 @@ def fidelity(table: LatencyTable, space, measure, num_classes: int, n_archs: int
         errs = [abs(r["error"]) for r in rows if form == "all" or r["form"] == form]
         summary[form] = {"mape": sum(errs) / len(errs), "within_10pct": sum(e <= 0.10 for e in errs) / len(errs),
                          "n": len(errs)}
-    return {"device": table.device, "archs": n_archs, "summary": summary,
+    return {"device": table.device, "runtime": table.runtime, "archs": n_archs, "summary": summary,
             "calibration": table.settings.get("calibration"), "rows": rows}
 
 

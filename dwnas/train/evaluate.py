@@ -81,8 +81,10 @@ def recalibrate_bn(model: nn.Module, bank: ImageBank, resolution: int, batch_siz
 @torch.no_grad()
 def accuracy(model: nn.Module, bank: ImageBank, resolution: int, batch_size: int,
              device: torch.device | str = "cpu") -> dict:
-    """Top-1 / top-5 accuracy of ``model`` (in eval mode) on ``bank`` at ``resolution``."""
-    model.eval()
+    """Top-1 / top-5 accuracy of ``model`` (an ``nn.Module``, put in eval mode, or any callable,
+    e.g. an exported file's runner) on ``bank`` at ``resolution``."""
+    if isinstance(model, nn.Module):
+        model.eval()
     correct1 = correct5 = total = 0
     for x, y in bank.batches(resolution, batch_size, device):
         logits = model(x)
@@ -99,6 +101,41 @@ def evaluate_subnet(supernet, arch, resolution: int, calib: ImageBank, val: Imag
     subnet = supernet.subnet(arch).to(device)
     recalibrate_bn(subnet, calib, resolution, batch_size, device)
     return accuracy(subnet, val, resolution, batch_size, device)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class EvalData:
+    """Calibration and validation images of a prepared dataset, decoded once at a bank resolution
+    and resized per evaluation: the one way every reported top-1 is taken (search, transform,
+    baselines), so that an exported network is evaluated exactly as it was reported."""
+
+    calib: ImageBank
+    val: ImageBank
+    batch_size: int
+
+    @classmethod
+    def load(cls, prepared: str | Path, resolution: int, calib_images: int,
+             val_images: int | None, seed: int, batch_size: int) -> EvalData:
+        return cls(ImageBank.load(prepared, "train", resolution, calib_images, seed),
+                   ImageBank.load(prepared, "val", resolution, val_images, seed), batch_size)
+
+    def calibrate(self, model: nn.Module, resolution: int) -> nn.Module:
+        """Re-estimate ``model``'s BN statistics at ``resolution`` in place (momenta kept)."""
+        recalibrate_bn(model.to(default_device()), self.calib, resolution, self.batch_size,
+                       default_device())
+        return model
+
+    def accuracy(self, model: nn.Module, resolution: int) -> dict:
+        """Top-1/top-5 of ``model`` after :meth:`calibrate`: the statistics it is evaluated with
+        are the ones it keeps, so an exported network is the evaluated one."""
+        self.calibrate(model, resolution)
+        result = accuracy(model, self.val, resolution, self.batch_size, default_device())
+        model.cpu()
+        return result
 
 
 class EvalCache:

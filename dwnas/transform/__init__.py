@@ -1,4 +1,4 @@
-"""Deep-to-shallow transform: BN folding, block merging, verification, TorchScript / ONNX export.
+"""Deep-to-shallow transform: BN folding, block merging, verification, torch.export / ONNX export.
 
 See docs/transform.md. Names are imported lazily so that ``dwnas --help`` does not import torch.
 """
@@ -17,9 +17,12 @@ _EXPORTS = {
     "randomize_bn_": "dwnas.transform.verification",
     "verify": "dwnas.transform.verification",
     "verify_transform": "dwnas.transform.verification",
-    "export_torchscript": "dwnas.transform.export",
+    "export_program": "dwnas.transform.export",
     "export_onnx": "dwnas.transform.export",
-    "verify_onnx": "dwnas.transform.export",
+    "verify_file": "dwnas.transform.export",
+    "export_network": "dwnas.transform.deploy",
+    "deploy_forms": "dwnas.transform.deploy",
+    "fold_bn": "dwnas.transform.deploy",
 }
 
 __all__ = sorted(_EXPORTS)

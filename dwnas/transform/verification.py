@@ -76,17 +76,22 @@ def _errors(ref: Tensor, out: Tensor) -> tuple[float, float, float]:
 
 @torch.no_grad()
 def verify(deep: nn.Module, shallow: nn.Module, resolutions: Sequence[int] = DEFAULT_RESOLUTIONS,
-           batch: int = 2, seed: int = 0) -> VerifyReport:
-    """Compare two networks on the same random inputs (both in eval mode, float32).
+           batch: int = 2, seed: int = 0, dtype: torch.dtype = torch.float32) -> VerifyReport:
+    """Compare two networks on the same random inputs (both in eval mode, in ``dtype``).
 
+    float64 checks the algebra alone: a trained network whose BN statistics leave a channel
+    nearly constant (variance ~ 0) amplifies float32 rounding in both forms alike, which is no
+    difference between them (copies are converted; the networks are left untouched).
     When both have ``features`` (a :class:`~dwnas.nn.static.StaticNet`) the feature maps before
     pooling are compared too; each resolution's error is the worse of features and logits."""
+    if dtype != torch.float32:
+        deep, shallow = copy.deepcopy(deep).to(dtype), copy.deepcopy(shallow).to(dtype)
     deep.eval()
     shallow.eval()
     gen = torch.Generator().manual_seed(seed)
     report = VerifyReport()
     for res in resolutions:
-        x = torch.randn(batch, 3, int(res), int(res), generator=gen)
+        x = torch.randn(batch, 3, int(res), int(res), generator=gen).to(dtype)
         entry = {"resolution": int(res)}
         abs_err, rel_err, scale = _errors(deep(x), shallow(x))
         entry.update(logits_abs_err=abs_err, logits_rel_err=rel_err, logits_scale=scale)
@@ -101,11 +106,12 @@ def verify(deep: nn.Module, shallow: nn.Module, resolutions: Sequence[int] = DEF
 
 def verify_transform(deep: nn.Module, resolutions: Sequence[int] = DEFAULT_RESOLUTIONS,
                      batch: int = 2, seed: int = 0,
-                     transform_fn: Callable[[nn.Module], nn.Module] | None = None) -> VerifyReport:
+                     transform_fn: Callable[[nn.Module], nn.Module] | None = None,
+                     dtype: torch.dtype = torch.float32) -> VerifyReport:
     """RepVGG-style check of ``transform_fn`` (default :func:`~dwnas.transform.network`) on a
     copy of ``deep`` with randomised batch norms; ``deep`` itself is left untouched."""
     from dwnas.transform.network import transform
 
     fn = transform if transform_fn is None else transform_fn
     probe = randomize_bn_(copy.deepcopy(deep).eval(), seed)
-    return verify(probe, fn(probe), resolutions, batch, seed)
+    return verify(probe, fn(probe), resolutions, batch, seed, dtype)

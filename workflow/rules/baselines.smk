@@ -1,4 +1,4 @@
-# The compared methods (docs/methods.md): each writes its weights, deep.pt / shallow.pt and
+# The compared methods (docs/methods.md): each writes its weights, deploy files per runtime and
 # transform.json under baselines/<method>/<variant>/; the `measure` rule times them exactly as it
 # times Double-Win's networks, and each logs the report's row (stage baseline_<method>).
 # Deep-only NAS is the `search` rule with mode=deep-only.
@@ -18,11 +18,10 @@ BASELINE_VARIANTS = {
     "hurricane": BUDGETS,
     "odn": ODN["backbones"],
 }
-BASELINE_MEASURES = [f"{R}/measure/{method}/{variant}/{device}/{form}.json"
-                     for method, variants in BASELINE_VARIANTS.items() for variant in variants
-                     for device in DEVICES for form in ("deep", "shallow")]
+BASELINE_MEASURES = [path for method, variants in BASELINE_VARIANTS.items() for variant in variants
+                     for path in measured_rows(f"{R}/measure/{method}/{variant}")]
 BASELINE_CODE = package_code("baselines", "train", "nn", "transform", "search", "space.py",
-                             "data/loaders.py", "io.py")
+                             "data/loaders.py", "io.py", "measure/models.py")
 SEARCH_RATIOS = {k: SEARCH[k] for k in ("parent_ratio", "mutation_ratio", "mutate_prob",
                                          "mutate_resolution_prob", "max_tries")}
 
@@ -30,7 +29,7 @@ SEARCH_RATIOS = {k: SEARCH[k] for k in ("parent_ratio", "mutation_ratio", "mutat
 def baseline_outputs(method):
     out = f"{R}/baselines/{method}/{{variant}}"
     return {"summary": f"{out}/summary.json", "transform": f"{out}/transform.json",
-            "deep": f"{out}/deep.pt", "shallow": f"{out}/shallow.pt"}
+            **deploy_files(out)}
 
 
 def variants_of(method):
@@ -53,6 +52,7 @@ rule baseline_mobilenetv2:
         seed=config["seed"],
         workers=config["data"]["workers"],
         eval=eval_flags(),
+        runtimes=" ".join(RUNTIMES),
     threads: workflow.cores
     resources:
         gpu=MNV2["recipe"]["nproc"],
@@ -63,7 +63,7 @@ rule baseline_mobilenetv2:
     shell:
         "dwnas baseline mobilenetv2 --prepared {input.prepared} --width {params.width}"
         " --resolution {params.resolution} --recipe {params.recipe:q} --seed {params.seed}"
-        " --workers {params.workers} {params.eval} --nproc {resources.gpu} --out {params.out}"
+        " --workers {params.workers} {params.eval} --runtimes {params.runtimes} --nproc {resources.gpu} --out {params.out}"
         " > {log} 2>&1"
 
 
@@ -84,6 +84,7 @@ rule baseline_depthshrinker:
         seed=config["seed"],
         workers=config["data"]["workers"],
         eval=eval_flags(),
+        runtimes=" ".join(RUNTIMES),
     threads: workflow.cores
     log:
         f"{R}/logs/baseline_depthshrinker_{{variant}}.log",
@@ -92,7 +93,7 @@ rule baseline_depthshrinker:
     shell:
         "dwnas baseline depthshrinker --prepared {input.prepared} --checkpoint {input.ckpt}"
         " --arch {input.arch} --budget {wildcards.variant} --linear-fraction {params.fraction}"
-        " --recipe {params.recipe:q} --seed {params.seed} --workers {params.workers} {params.eval}"
+        " --recipe {params.recipe:q} --seed {params.seed} --workers {params.workers} {params.eval} --runtimes {params.runtimes}"
         " --out {params.out} > {log} 2>&1"
 
 
@@ -114,7 +115,7 @@ rule baseline_hurricane_supernet:
         space=as_json(config["space"]),
         settings=as_json({k: HURRICANE[k] for k in HURRICANE_SUPERNET_KEYS}),
         device=PROFILE["device"],
-        timing=as_json({k: PROFILE[k] for k in ("warmup", "iters", "threads", "statistic")}),
+        timing=as_json({k: PROFILE[k] for k in ("warmup", "iters", "threads", "statistic", "runtime")}),
         seed=config["seed"],
         workers=config["data"]["workers"],
     threads: workflow.cores  # operators are timed: no other job competes for the CPU
@@ -133,7 +134,7 @@ rule baseline_hurricane:
         **baseline_outputs("hurricane"),
     input:
         supernet=rules.baseline_hurricane_supernet.output.ckpt,
-        lut=rules.profile.output.lut,
+        lut=SEARCH_LUT,
         prepared=f"{R}/data/prepared",
         code=BASELINE_CODE,
     wildcard_constraints:
@@ -146,6 +147,7 @@ rule baseline_hurricane:
         seed=config["seed"],
         workers=config["data"]["workers"],
         eval=eval_flags(),
+        runtimes=" ".join(RUNTIMES),
     threads: workflow.cores
     log:
         f"{R}/logs/baseline_hurricane_{{variant}}.log",
@@ -155,7 +157,7 @@ rule baseline_hurricane:
         "dwnas baseline hurricane search --prepared {input.prepared} --supernet {input.supernet}"
         " --lut {input.lut} --budgets {params.budgets:q} --budget {wildcards.variant}"
         " --settings {params.settings:q} --search-settings {params.ratios:q} --seed {params.seed}"
-        " --workers {params.workers} {params.eval} --out {params.out} > {log} 2>&1"
+        " --workers {params.workers} {params.eval} --runtimes {params.runtimes} --out {params.out} > {log} 2>&1"
 
 
 rule baseline_odn:
@@ -179,6 +181,7 @@ rule baseline_odn:
         seed=config["seed"],
         workers=config["data"]["workers"],
         eval=eval_flags(),
+        runtimes=" ".join(RUNTIMES),
     threads: workflow.cores
     log:
         f"{R}/logs/baseline_odn_{{variant}}.log",
@@ -188,4 +191,4 @@ rule baseline_odn:
         "dwnas baseline odn --prepared {input.prepared} --backbone {wildcards.variant} {params.space}"
         " --resnet-width {params.width} --resolution {params.resolution} --start-depth {params.start}"
         " --criterion {params.criterion:q} --recipe {params.recipe:q} --seed {params.seed}"
-        " --workers {params.workers} {params.eval} --out {params.out} > {log} 2>&1"
+        " --workers {params.workers} {params.eval} --runtimes {params.runtimes} --out {params.out} > {log} 2>&1"

@@ -1,4 +1,5 @@
-# The paper's tables and figures, regenerated from MLflow (every stage's run) and the stages' JSON.
+# The paper's tables and figures, regenerated from the pipeline's own files (MLflow only for the
+# training curves).
 
 
 rule report:
@@ -14,23 +15,28 @@ rule report:
                         category="Figures"),
         fidelity=report(f"{R}/report/lut_fidelity.png", caption="../report/lut_fidelity.rst",
                         category="Figures"),
+        merge=report(f"{R}/report/merge_gains.png", caption="../report/merge_gains.rst",
+                     category="Figures"),
+        fidelity_json=f"{R}/report/lut_fidelity_pipeline.json",
         summary=f"{R}/report/summary.json",
     input:
         measures=rules.all.input.measures,
         baselines=rules.all.input.baselines,
         sweeps=expand(f"{R}/sweep/{{label}}.json", label=["non-elastic", "elastic"]),
-        fidelity=rules.profile.output.fidelity,
-        code=package_code("report"),
+        luts=expand(rules.profile.output.lut, runtime=RUNTIMES),
+        fidelity=expand(rules.profile.output.fidelity, runtime=RUNTIMES),
+        code=package_code("report", "search/latency.py", "transform/deploy.py", "space.py"),
     params:
         out=f"{R}/report",
         experiment=f"dwnas-{NAME}",
-        statistic=MEASURE["statistic"],
+        space=as_json(config["space"]),
+        luts=lambda wildcards, input: " ".join(f"--lut {p}" for p in input.luts),
+        fidelity=lambda wildcards, input: " ".join(f"--fidelity {p}" for p in input.fidelity),
     log:
         f"{R}/logs/report.log",
     benchmark:
         f"{R}/benchmarks/report.tsv"
     shell:
         "dwnas report --experiment {params.experiment} --measured {input.measures} {input.baselines}"
-        " --sweep {input.sweeps[0]} --sweep {input.sweeps[1]} --fidelity {input.fidelity}"
-        " --latency-statistic {params.statistic}"
-        " --out {params.out} > {log} 2>&1"
+        " --space {params.space:q} {params.luts} {params.fidelity}"
+        " --sweep {input.sweeps[0]} --sweep {input.sweeps[1]} --out {params.out} > {log} 2>&1"

@@ -1,5 +1,6 @@
-# Hardware-aware search: the device latency table, then evolutionary search in Double-Win mode
-# (budget on the shallow form) and deep-only mode (every block non-linear, the Once-for-All way).
+# Hardware-aware search: the device latency tables (one per runtime), then evolutionary search in
+# deep-only mode (every block non-linear, the Once-for-All way) and Double-Win mode (budget on the
+# shallow form; deep-only's picks compete with its finalists, since its space contains them).
 import json
 
 from dwnas.search.budgets import budget_labels
@@ -13,16 +14,23 @@ NUM_CLASSES = config["data"]["synth"]["classes"] if config["data"]["source"] == 
     100 if config["data"]["subset"] == "imagenet100" else 1000)
 
 
-rule profile:
+RUNTIMES = config["measure"]["runtimes"]
+PROFILE_DIR = f"{R}/profile/{PROFILE['device']}/{{runtime}}"
+SEARCH_LUT = f"{R}/profile/{PROFILE['device']}/{PROFILE['runtime']}/lut.json"
+
+
+rule profile:  # one latency table per measured runtime; the search uses profile.runtime's
     output:
-        lut=f"{R}/profile/{PROFILE['device']}/lut.json",
-        fidelity=f"{R}/profile/{PROFILE['device']}/lut_fidelity.json",
-        plot=f"{R}/profile/{PROFILE['device']}/lut_fidelity.png",
-        summary=f"{R}/profile/{PROFILE['device']}/summary.json",
+        lut=f"{PROFILE_DIR}/lut.json",
+        fidelity=f"{PROFILE_DIR}/lut_fidelity.json",
+        plot=f"{PROFILE_DIR}/lut_fidelity.png",
+        summary=f"{PROFILE_DIR}/summary.json",
     input:
         code=package_code("search", "nn", "transform", "measure", "space.py"),
+    wildcard_constraints:
+        runtime="|".join(RUNTIMES),
     params:
-        out=f"{R}/profile/{PROFILE['device']}",
+        out=PROFILE_DIR,
         space=as_json(config["space"]),
         device=PROFILE["device"],
         grid=",".join(str(r) for r in PROFILE["grid"]),
@@ -34,13 +42,21 @@ rule profile:
         seed=config["seed"],
     threads: workflow.cores  # timing runs alone: no other job competes for the CPU
     log:
-        f"{R}/logs/profile_{PROFILE['device']}.log",
+        f"{R}/logs/profile_{PROFILE['device']}_{{runtime}}.log",
     benchmark:
-        f"{R}/benchmarks/profile_{PROFILE['device']}.tsv"
+        f"{R}/benchmarks/profile_{PROFILE['device']}_{{runtime}}.tsv"
     shell:
-        "dwnas profile --space {params.space:q} --device {params.device} --grid {params.grid}"
-        " --num-classes {params.classes} --settings {params.settings:q} --statistic {params.statistic}"
-        " --calibration-archs {params.calibration} --fidelity-archs {params.archs} --seed {params.seed} --out {params.out} > {log} 2>&1"
+        "dwnas profile --space {params.space:q} --device {params.device} --runtime {wildcards.runtime}"
+        " --grid {params.grid} --num-classes {params.classes} --settings {params.settings:q}"
+        " --statistic {params.statistic} --calibration-archs {params.calibration}"
+        " --fidelity-archs {params.archs} --seed {params.seed} --out {params.out} > {log} 2>&1"
+
+
+def deep_only_picks(wildcards):
+    """Double-Win's space contains deep-only's: its search also weighs deep-only's picks."""
+    if wildcards.mode != "double-win":
+        return []
+    return expand(f"{R}/search/deep-only/arch/{{budget}}.json", budget=BUDGETS)
 
 
 rule search:
@@ -52,13 +68,17 @@ rule search:
     input:
         ckpt=f"{R}/elastic/elastic.pt",
         prepared=f"{R}/data/prepared",
-        lut=rules.profile.output.lut,
+        lut=SEARCH_LUT,
+        include=deep_only_picks,
         code=package_code("search", "train/evaluate.py", "nn", "space.py"),
     wildcard_constraints:
         mode="|".join(MODES),
     params:
         out=f"{R}/search/{{mode}}",
         device=PROFILE["device"],
+        runtime=PROFILE["runtime"],
+        include=lambda wildcards, input: (f"--include {R}/search/deep-only/arch"
+                                          if input.include else ""),
         budgets=as_json(SEARCH["budgets"]),
         settings=as_json(SEARCH_SETTINGS),
         seed=config["seed"],
@@ -70,6 +90,7 @@ rule search:
         f"{R}/benchmarks/search_{{mode}}.tsv"
     shell:
         "dwnas --tag method={wildcards.mode} search --checkpoint {input.ckpt} --prepared {input.prepared} --lut {input.lut}"
-        " --device {params.device} --mode {wildcards.mode} --budgets {params.budgets:q}"
+        " --device {params.device} --runtime {params.runtime} {params.include}"
+        " --mode {wildcards.mode} --budgets {params.budgets:q}"
         " --settings {params.settings:q} --seed {params.seed} {params.eval}"
         " --cache {params.cache} --out {params.out} > {log} 2>&1"

@@ -1,30 +1,50 @@
-# The equivalent deep -> shallow transform of every searched architecture, then its measurement
-# (deep and shallow TorchScript, each device of the params) by the same code for every method.
+# The equivalent deep -> shallow transform of every searched architecture (recalibrated, verified,
+# exported for every runtime and evaluated from the files), then its measurement: the deep,
+# shallow and (Double-Win) deep-only files of a row timed side by side in one process, per device
+# and runtime, by the same code for every method.
+from dwnas.transform.deploy import RUNTIME_FORMATS
+
 MEASURE = config["measure"]
 DEVICES = MEASURE["devices"]
 
 
+def measured_rows(folder):
+    """``<folder>/<device>/<runtime>.json`` for every device and runtime it can run: a remote
+    agent measures ONNX files only (it runs TensorRT / onnxruntime on the board)."""
+    return [f"{folder}/{device}/{runtime}.json" for device in DEVICES for runtime in RUNTIMES
+            if not device.startswith("remote:") or runtime == "onnxruntime"]
+
+
+def deploy_files(folder):
+    return {f"{form}_{runtime}": f"{folder}/{form}.{RUNTIME_FORMATS[runtime]}"
+            for form in ("deep", "shallow") for runtime in RUNTIMES}
+
+
 rule transform:
     output:
-        deep=f"{R}/transform/{{mode}}/{{budget}}/deep.pt",
-        shallow=f"{R}/transform/{{mode}}/{{budget}}/shallow.pt",
-        onnx=f"{R}/transform/{{mode}}/{{budget}}/shallow.onnx",
+        **deploy_files(f"{R}/transform/{{mode}}/{{budget}}"),
         summary=f"{R}/transform/{{mode}}/{{budget}}/transform.json",
     input:
         arch=f"{R}/search/{{mode}}/arch/{{budget}}.json",
         ckpt=f"{R}/elastic/elastic.pt",
-        code=package_code("transform", "nn", "space.py"),
+        prepared=f"{R}/data/prepared",
+        code=package_code("transform", "nn", "space.py", "train/evaluate.py", "measure/models.py"),
+    wildcard_constraints:
+        mode="|".join(MODES),
     params:
         out=f"{R}/transform/{{mode}}/{{budget}}",
         params_file=PARAMS_FILE,
+        runtimes=" ".join(RUNTIMES),
+        seed=config["seed"],
+        eval=eval_flags(),
     log:
         f"{R}/logs/transform_{{mode}}_{{budget}}.log",
     benchmark:
         f"{R}/benchmarks/transform_{{mode}}_{{budget}}.tsv"
     shell:
         "dwnas --tag method={wildcards.mode} --tag budget={wildcards.budget} transform --arch {input.arch}"
-        " --checkpoint {input.ckpt} --params {params.params_file} --out {params.out}"
-        " > {log} 2>&1"
+        " --checkpoint {input.ckpt} --prepared {input.prepared} --params {params.params_file}"
+        " --runtimes {params.runtimes} --seed {params.seed} {params.eval} --out {params.out} > {log} 2>&1"
 
 
 def measure_device_flags(wildcards):
@@ -36,38 +56,51 @@ def measure_device_flags(wildcards):
     return f"--device {device}"
 
 
-def measured(wildcards):
-    """The network to time and its transform.json: a searched architecture's transform (mode
-    double-win / deep-only) or a baseline's output (mode = the method, budget = its variant)."""
+def compared(wildcards):
+    """The files of one row in one runtime: a searched architecture's transform (mode double-win /
+    deep-only) or a baseline's output (mode = the method, budget = its variant); Double-Win's row
+    adds deep-only's network at the same budget."""
     kind = "transform" if wildcards.mode in MODES else "baselines"
     folder = f"{R}/{kind}/{wildcards.mode}/{wildcards.budget}"
-    return {"model": f"{folder}/{wildcards.form}.pt", "summary": f"{folder}/transform.json"}
+    suffix = RUNTIME_FORMATS[wildcards.runtime]
+    files = {"deep": f"{folder}/deep.{suffix}", "shallow": f"{folder}/shallow.{suffix}",
+             "summary": f"{folder}/transform.json"}
+    if wildcards.mode == "double-win":
+        files["deep_only"] = f"{R}/transform/deep-only/{wildcards.budget}/deep.{suffix}"
+    return files
 
 
 rule measure:
     output:
-        f"{R}/measure/{{mode}}/{{budget}}/{{device}}/{{form}}.json",
+        f"{R}/measure/{{mode}}/{{budget}}/{{device}}/{{runtime}}.json",
     input:
-        unpack(measured),
+        unpack(compared),
         code=package_code("measure"),
     wildcard_constraints:
-        form="deep|shallow",
+        runtime="|".join(RUNTIMES),
     params:
         device=measure_device_flags,
+        models=lambda wildcards, input: " ".join(
+            f"{label.replace('_', '-')}={input[label]}"
+            for label in ("deep", "shallow", "deep_only") if label in input.keys()),
         resolution=lambda wildcards, input: json.loads(Path(input.summary).read_text())["resolution"],
         batch=MEASURE["batch"],
         throughput=(f"--throughput-batch {MEASURE['throughput_batch']}"
                     if MEASURE["throughput_batch"] else ""),
         warmup=MEASURE["warmup"],
         iters=MEASURE["iters"],
+        rounds=MEASURE["rounds"],
+        round_iters=MEASURE["round_iters"],
+        statistic=MEASURE["statistic"],
         threads=f"--threads {MEASURE['threads']}" if MEASURE["threads"] else "",
     threads: workflow.cores  # timing runs alone: no other job competes for the CPU
     log:
-        f"{R}/logs/measure_{{mode}}_{{budget}}_{{device}}_{{form}}.log",
+        f"{R}/logs/measure_{{mode}}_{{budget}}_{{device}}_{{runtime}}.log",
     benchmark:
-        f"{R}/benchmarks/measure_{{mode}}_{{budget}}_{{device}}_{{form}}.tsv"
+        f"{R}/benchmarks/measure_{{mode}}_{{budget}}_{{device}}_{{runtime}}.tsv"
     shell:
         "dwnas --tag method={wildcards.mode} --tag budget={wildcards.budget} --tag device={wildcards.device}"
-        " --tag form={wildcards.form} measure --model {input.model} --resolution {params.resolution} {params.device}"
-        " --batch {params.batch} {params.throughput} --warmup {params.warmup}"
-        " --iters {params.iters} {params.threads} --out {output} > {log} 2>&1"
+        " --tag runtime={wildcards.runtime} compare --model {params.models} --resolution {params.resolution}"
+        " {params.device} --batch {params.batch} {params.throughput} --warmup {params.warmup}"
+        " --iters {params.iters} --rounds {params.rounds} --round-iters {params.round_iters}"
+        " --statistic {params.statistic} {params.threads} --out {output} > {log} 2>&1"

@@ -1,0 +1,64 @@
+"""The latency table checked against what the pipeline measured, not only against random archs.
+
+For every measured row whose network is an architecture of the table's space (Double-Win,
+deep-only, DepthShrinker), the table's prediction of its deep and shallow forms is set against
+the latency ``dwnas compare`` measured for those files (one entry per distinct graph). Networks
+outside the space (MobileNetV2, HURRICANE, ODN) cannot be predicted by it and are listed as such.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dwnas.errors import DwnasError
+from dwnas.io import read_json
+from dwnas.report.tables import row_folder
+
+
+def _arch_of(folder: Path, transform: dict):
+    from dwnas.space import Arch
+
+    if "arch" in transform:
+        return Arch.from_dict(transform["arch"])
+    if (folder / "arch.json").is_file():
+        return Arch.load(folder / "arch.json")
+    return None
+
+
+def pipeline_fidelity(measure_paths, tables: dict, space) -> dict:
+    """``{"rows": [...], "summary": {runtime: {mape, within_10pct, n}}, "outside": [...]}``;
+    ``tables`` maps (device, runtime) to a LatencyTable of ``space``."""
+    rows, outside, seen = [], [], set()
+    for path in sorted(Path(p) for p in measure_paths):
+        folder, method, budget, device, runtime = row_folder(path)
+        table = tables.get((device, runtime))
+        if table is None:
+            continue
+        transform = read_json(folder / "transform.json")
+        arch = _arch_of(folder, transform)
+        try:
+            if arch is None or transform.get("space_fingerprint") != table.space_fingerprint:
+                raise DwnasError("not a network of the latency table's space")
+            space.validate(arch)
+            predicted = {form: table.predict(arch, form) for form in ("deep", "shallow")}
+        except DwnasError as exc:
+            outside.append({"method": method, "budget": budget, "runtime": runtime,
+                            "reason": str(exc).splitlines()[0]})
+            continue
+        compare = read_json(path)
+        for form in ("deep", "shallow"):
+            entry = compare["forms"][form]
+            key = (runtime, device, entry["graph_digest"])
+            if key in seen:
+                continue
+            seen.add(key)
+            measured = entry["latency_ms"]
+            rows.append({"method": method, "budget": budget, "device": device, "runtime": runtime,
+                         "form": form, "measured_ms": measured, "predicted_ms": predicted[form],
+                         "error": (predicted[form] - measured) / measured})
+    summary = {}
+    for runtime in sorted({r["runtime"] for r in rows}):
+        errors = [abs(r["error"]) for r in rows if r["runtime"] == runtime]
+        summary[runtime] = {"mape": sum(errors) / len(errors), "n": len(errors),
+                            "within_10pct": sum(e <= 0.10 for e in errors) / len(errors)}
+    return {"rows": rows, "summary": summary, "outside": outside}

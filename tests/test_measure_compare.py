@@ -1,0 +1,82 @@
+"""``dwnas compare``: networks timed side by side, identical graphs exactly 1, intervals that hold."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from dwnas.cli import main
+from dwnas.measure.compare import bootstrap_ratio, graph_digest
+from dwnas.transform.export import export_onnx, export_program
+
+
+def small(width: int, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, width, 3, 2, 1), nn.ReLU6(), nn.Conv2d(width, width, 3, 1, 1),
+                         nn.ReLU6(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 4)).eval()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    for name, net in (("a", small(8)), ("a_again", small(8)), ("wide", small(64)),
+                      ("other_weights", small(8, seed=1))):
+        export_onnx(net, root / f"{name}.onnx", 24)
+        export_program(net, root / f"{name}.pt2", 24)
+    return root
+
+
+@pytest.mark.parametrize("suffix", ["onnx", "pt2"])
+def test_graph_digest_names_what_a_file_computes(files, suffix):
+    """Two exports of one network are one graph (torch.export archives differ byte-wise); other
+    weights or another shape are not."""
+    a = graph_digest(files / f"a.{suffix}")
+    assert a == graph_digest(files / f"a_again.{suffix}")
+    assert a != graph_digest(files / f"other_weights.{suffix}")
+    assert a != graph_digest(files / f"wide.{suffix}")
+
+
+def test_identical_graphs_are_one_network_with_speedup_exactly_one(files, tmp_path):
+    out = tmp_path / "cmp.json"
+    assert main(["compare", "--model", f"deep={files}/a.onnx", f"shallow={files}/a_again.onnx",
+                 f"deep-only={files}/wide.onnx", "--resolution", "24", "--warmup", "1",
+                 "--iters", "3", "--rounds", "6", "--round-iters", "3", "--threads", "1",
+                 "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["ratios"]["speedup"] == {"ratio": 1.0, "ci95": [1.0, 1.0], "rounds": 6,
+                                           "identical": True}
+    forms = result["forms"]
+    assert forms["shallow"]["same_graph_as"] == "deep"
+    assert forms["shallow"]["rounds_ms"] == forms["deep"]["rounds_ms"]  # timed once
+    assert len(forms["deep-only"]["rounds_ms"]) == 6
+    vs = result["ratios"]["speedup_vs_deep_only"]
+    assert not vs["identical"] and vs["ci95"][0] <= vs["ratio"] <= vs["ci95"][1]
+    assert vs["ratio"] > 1.0  # the 8x wider network is slower than the narrow one
+
+
+def test_bootstrap_interval_holds_the_ratio_and_narrows_with_rounds():
+    import random
+
+    rng = random.Random(0)
+    deep = [2.0 + rng.gauss(0, 0.1) for _ in range(40)]
+    shallow = [1.0 + rng.gauss(0, 0.05) for _ in range(40)]
+    wide = bootstrap_ratio(deep[:8], shallow[:8])
+    narrow = bootstrap_ratio(deep, shallow)
+    for result in (wide, narrow):
+        assert result["ci95"][0] <= result["ratio"] <= result["ci95"][1]
+    assert narrow["ci95"][1] - narrow["ci95"][0] < wide["ci95"][1] - wide["ci95"][0]
+    assert narrow["ci95"][0] > 1.8 and narrow["ci95"][1] < 2.2
+
+
+def test_bad_labels_and_missing_files_exit_2(files, tmp_path, capsys):
+    out = tmp_path / "cmp.json"
+    assert main(["compare", "--model", f"fast={files}/a.onnx", "--resolution", "24",
+                 "--out", str(out)]) == 2
+    assert "use LABEL=PATH with LABEL deep, shallow or deep-only" in capsys.readouterr().err
+    assert main(["compare", "--model", f"deep={files}/missing.onnx", f"shallow={files}/a.onnx",
+                 "--resolution", "24", "--out", str(out)]) == 2
+    assert "missing.onnx: model file not found" in capsys.readouterr().err
+    assert not out.exists()
