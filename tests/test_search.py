@@ -147,6 +147,18 @@ def test_infeasible_budget_is_reported_not_searched(space, table):
         _search(space, table).run(1e-6)
 
 
+def test_a_budget_only_a_corner_meets_is_searched_from_the_fastest_arch(space, table, capsys):
+    """Uniform samples miss it (max_tries 3): the population grows from the fastest arch."""
+    search = EvolutionarySearch(space, toy_accuracy, lambda a: table.predict(a, "shallow"),
+                                SearchSettings(population=6, generations=2, max_tries=3, seed=0),
+                                "double-win")
+    budget = 1.02 * table.predict(search.fastest(), "shallow")
+    result = search.run(budget)
+    assert table.predict(result.arch, "shallow") <= budget
+    assert all(table.predict(a, "shallow") <= budget for a in search.final_population)
+    assert "seeding the population from the fastest architecture" in capsys.readouterr().out
+
+
 def test_bad_search_settings():
     with pytest.raises(DwnasError, match="search.population: must be >= 2"):
         SearchSettings(population=1).check()

@@ -356,8 +356,11 @@ class PathSearch(EvolutionarySearch):
         self.mode = "hurricane"  # labels and seeds only: no deep-only rewriting of candidates
         self._op_ms = op_ms
 
+    def fastest(self) -> OpPath:
+        return self.space.fastest(self._op_ms)
+
     def check_feasible(self, budget: float) -> None:
-        fastest = self.space.fastest(self._op_ms)
+        fastest = self.fastest()
         best = self._latency(fastest)
         if best > budget:
             raise DwnasError(f"latency budget {budget:g} ms is infeasible for HURRICANE: the fastest "

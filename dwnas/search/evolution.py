@@ -96,8 +96,12 @@ class EvolutionarySearch:
             self.evaluations += 1
         return self.accuracy_cache[key]
 
+    def fastest(self):
+        """The fastest architecture of the space under this search's latency (budget floor)."""
+        return min(fastest_candidates(self.space, self.mode), key=self._latency)
+
     def check_feasible(self, budget: float) -> None:
-        fastest = min(fastest_candidates(self.space, self.mode), key=self._latency)
+        fastest = self.fastest()
         best = self._latency(fastest)
         if best > budget:
             raise DwnasError(
@@ -107,14 +111,24 @@ class EvolutionarySearch:
                 f"{best:.4g} ms")
 
     def _random_feasible(self, rng: random.Random, budget: float):
-        for _ in range(self.settings.max_tries):
-            arch = self.prepare(self.space.sample(rng))
-            if self._latency(arch) <= budget:
-                return arch
-        raise DwnasError(
-            f"latency budget {budget:g} ms: no random architecture met it in "
-            f"{self.settings.max_tries} tries (it is feasible only for a tiny corner of the space; "
-            "raise the budget or search.max_tries)")
+        """A random architecture within ``budget``; when uniform samples (``max_tries`` of them)
+        miss a budget that only a corner of the space meets, a random walk of mutations from
+        the fastest architecture (feasible, :meth:`check_feasible`) seeds the population."""
+        if not self._sampling_hopeless:
+            for _ in range(self.settings.max_tries):
+                arch = self.prepare(self.space.sample(rng))
+                if self._latency(arch) <= budget:
+                    return arch
+            self._sampling_hopeless = True
+            print(f"search: no uniform sample met {budget:g} ms in {self.settings.max_tries} "
+                  "tries; seeding the population from the fastest architecture", flush=True)
+        walk = self.prepare(self.fastest())
+        for _ in range(rng.randrange(1, 8)):
+            child = self._evolve_child(lambda w=walk: self.space.mutate(
+                w, rng, max(self.settings.mutate_prob, 0.2), self.settings.mutate_resolution_prob),
+                budget)
+            walk = child if child is not None else walk
+        return walk
 
     def _evolve_child(self, make: Callable, budget: float):
         for _ in range(self.settings.max_tries):
@@ -127,6 +141,7 @@ class EvolutionarySearch:
         """The most accurate architecture whose constrained latency is within ``budget`` (ms)."""
         s = self.settings
         self.check_feasible(budget)
+        self._sampling_hopeless = False
         rng = random.Random(f"{s.seed}:{budget}:{self.mode}")
         population = [self._random_feasible(rng, budget) for _ in range(s.population)]
         n_parents = max(1, int(round(s.parent_ratio * s.population)))
