@@ -42,11 +42,13 @@ LATENCY_STATISTICS = ("median", "min", "mean", "p90")
 
 
 def latency_timer(device: str, settings: Mapping[str, Any], statistic: str = "median",
-                  runtime: str | None = None):
+                  runtime: str | None = None, rounds: tuple[int, int] | None = None):
     """``timer(module, input_shape) -> ms``: one latency statistic of :func:`measure_module` on
     ``device`` (the latency table's and HURRICANE's operator timings; no TensorRT). With a
     ``runtime`` (torch, onnxruntime) each module is first exported to that runtime's file format
-    and the file is timed, exactly as ``dwnas measure`` times a deploy file."""
+    and the file is timed, exactly as ``dwnas measure`` times a deploy file. With ``rounds``
+    = (rounds, round_iters) the value is ``dwnas compare``'s estimator (the median over rounds
+    of each round's ``statistic``) instead of one loop's ``statistic``."""
     if statistic not in LATENCY_STATISTICS:
         raise DwnasError(f"latency statistic must be one of {LATENCY_STATISTICS} (got {statistic!r})")
     base = {"device": device, "trt": False, **settings}
@@ -59,9 +61,13 @@ def latency_timer(device: str, settings: Mapping[str, Any], statistic: str = "me
         from dwnas.measure.backends import make_backend
         from dwnas.transform.export import runtime_file
 
+        measure_settings = as_settings(base)
         with tempfile.TemporaryDirectory(prefix="dwnas-timer-") as folder:
             path = runtime_file(module, runtime, input_shape, folder)
-            measure_settings = as_settings(base)
+            if rounds is not None:
+                from dwnas.measure.compare import rounds_latency
+
+                return rounds_latency(path, input_shape, measure_settings, *rounds, statistic)
             result = make_backend(measure_settings).measure(path, input_shape, measure_settings)
         return result["latency_ms"][statistic]
 

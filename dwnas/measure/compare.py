@@ -96,6 +96,37 @@ def _round_value(durations_ns: list[int], statistic: str) -> float:
     return float(latency_stats(durations_ns)[statistic])
 
 
+def rounds_latency(model, input_shape, settings: MeasureSettings, rounds: int, round_iters: int,
+                   statistic: str) -> float:
+    """One network's latency by ``dwnas compare``'s estimator, without a partner: after warm-up,
+    ``rounds`` rounds of ``round_iters`` runs, each round's ``statistic``, their median. The
+    latency table's end-to-end calibration uses it, so that the table predicts what the
+    pipeline's measurements report (a min over 30 runs sits below the median over rounds of a
+    min over 10)."""
+    import torch
+
+    from dwnas.measure.backends import batch_shape, make_backend, timed_loop
+
+    backend = make_backend(settings)
+    threads = settings.threads or torch.get_num_threads()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with backend.prepare(settings):
+            runner = backend.runner(model, settings, threads)
+            x = runner.make_input(batch_shape(input_shape, settings.batch), settings.seed)
+            with runner.context():
+                for _ in range(settings.warmup):
+                    runner(x)
+                backend.synchronize()
+                values = [_round_value(timed_loop(lambda: runner(x), backend.synchronize,
+                                                  round_iters, 0.0)[0], statistic)
+                          for _ in range(rounds)]
+    finally:
+        torch.set_num_threads(previous_threads)
+    return statistics.median(values)
+
+
 def compare_files(models: Mapping[str, str | Path], resolution: int,
                   settings: MeasureSettings, rounds: int = 20, round_iters: int = 10,
                   statistic: str = "min") -> dict:

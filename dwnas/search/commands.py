@@ -25,8 +25,13 @@ def _profile(args: argparse.Namespace) -> int:
     measure = latency_timer(args.device, args.settings, args.statistic, args.runtime)
     table = profile_space(space, args.device, measure, grid, args.num_classes, runtime=args.runtime)
     table.settings.update(args.settings, statistic=args.statistic)
+    # whole networks are timed as the measure stage times them (rounds, round statistic)
+    network_timer = latency_timer(args.device, args.settings, args.round_statistic, args.runtime,
+                                  (args.rounds, args.round_iters))
+    table.settings.update(network_estimator={"rounds": args.rounds, "round_iters": args.round_iters,
+                                             "statistic": args.round_statistic})
     if args.calibration_archs:
-        calibrate(table, space, measure, args.num_classes, args.calibration_archs, args.seed)
+        calibrate(table, space, network_timer, args.num_classes, args.calibration_archs, args.seed)
     from dwnas.measure.backends import make_backend
     from dwnas.measure.settings import MeasureSettings
 
@@ -38,7 +43,8 @@ def _profile(args: argparse.Namespace) -> int:
                    "grid": grid, "call_overhead_ms": table.settings["call_overhead_ms"],
                    "calibration": table.settings.get("calibration")}
         if args.fidelity_archs:
-            result = fidelity(table, space, measure, args.num_classes, args.fidelity_archs, args.seed)
+            result = fidelity(table, space, network_timer, args.num_classes, args.fidelity_archs,
+                              args.seed)
             write_json(tmp / "lut_fidelity.json", result)
             plot_fidelity(result, tmp / "lut_fidelity.png")
             summary["fidelity"] = result["summary"]
@@ -224,6 +230,12 @@ def register(sub) -> None:
                       help="which statistic of each timing the table holds (profile.statistic)")
     prof.add_argument("--runtime", default="onnxruntime", choices=("torch", "onnxruntime"),
                       help="the runtime whose deploy files the table times")
+    prof.add_argument("--rounds", type=int, default=20,
+                      help="whole networks (calibration, fidelity) are timed as dwnas compare "
+                      "times them: rounds (measure.rounds) ...")
+    prof.add_argument("--round-iters", type=int, default=10, help="... of this many runs (measure.round_iters)")
+    prof.add_argument("--round-statistic", default="min", choices=("median", "min", "mean", "p90"),
+                      help="... each round's statistic, median over rounds (measure.statistic)")
     prof.add_argument("--seed", type=int, default=0)
     prof.add_argument("--out", required=True, help="output dir: lut.json, lut_fidelity.{json,png}")
     prof.set_defaults(func=_profile)

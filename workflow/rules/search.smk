@@ -40,6 +40,8 @@ rule profile:  # one latency table per measured runtime; the search uses profile
         archs=PROFILE["fidelity_archs"],
         calibration=PROFILE["calibration_archs"],
         seed=config["seed"],
+        estimator=(f"--rounds {config['measure']['rounds']} --round-iters "
+                   f"{config['measure']['round_iters']} --round-statistic {config['measure']['statistic']}"),
     threads: workflow.cores  # timing runs alone: no other job competes for the CPU
     log:
         f"{R}/logs/profile_{PROFILE['device']}_{{runtime}}.log",
@@ -49,7 +51,8 @@ rule profile:  # one latency table per measured runtime; the search uses profile
         "dwnas profile --space {params.space:q} --device {params.device} --runtime {wildcards.runtime}"
         " --grid {params.grid} --num-classes {params.classes} --settings {params.settings:q}"
         " --statistic {params.statistic} --calibration-archs {params.calibration}"
-        " --fidelity-archs {params.archs} --seed {params.seed} --out {params.out} > {log} 2>&1"
+        " --fidelity-archs {params.archs} {params.estimator} --seed {params.seed} --out {params.out}"
+        " > {log} 2>&1"
 
 
 def deep_only_picks(wildcards):
