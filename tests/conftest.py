@@ -35,3 +35,18 @@ def _few_threads():
         torch.set_num_threads(1)
     except ImportError:
         pass
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory) -> Path:
+    """A small prepared synth dataset (4 classes, 24 train / 6 val images each) shared by the
+    training and transform tests."""
+    from dwnas.cli import main
+
+    root = tmp_path_factory.mktemp("data")
+    assert main(["data", "synth", "--out", str(root / "raw"), "--classes", "4",
+                 "--train-per-class", "24", "--val-per-class", "6", "--image-size", "40",
+                 "--seed", "0"]) == 0
+    assert main(["data", "prepare", "--root", str(root / "raw"), "--subset", "all",
+                 "--out", str(root / "prepared"), "--on-corrupt", "fail"]) == 0
+    return root / "prepared"

@@ -300,6 +300,24 @@ def test_odn_growth_keeps_the_function_and_resnet18_equals_torchvision():
             assert torch.equal(grown(x), net(x))
 
 
+def test_odn_growth_without_a_shortcut_keeps_the_network_alive():
+    """Issue 12: a grown MBConv block that changes width or stride has no shortcut; zeroing its
+    last BN made the output independent of the input (ODN-MBConv stuck at chance)."""
+    from dwnas.baselines import odn
+    from dwnas.space import Space
+
+    bb = odn.backbone("mbconv", Space.from_params(SMOKE["space"]))
+    torch.manual_seed(0)
+    net = odn.build(bb, 0, 4).eval()
+    for depth in range(bb.full_depth):
+        net = odn.grow(bb, net, 4).eval()
+        new_block = net.features[odn._stem_len(bb) + depth]
+        x1, x2 = torch.randn(2, 3, 40, 40), torch.randn(2, 3, 40, 40)
+        with torch.no_grad():
+            assert not torch.allclose(net(x1), net(x2)), f"depth {depth + 1}: output is constant"
+        assert bool(new_block.project_bn.weight.abs().sum() > 0) != new_block.shortcut
+
+
 def test_report_rows_and_pareto_hold_every_method(run):
     from dwnas.report.figures import deep_vs_shallow, pareto
     from dwnas.report.tables import main_table, write_tables

@@ -8,39 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from training_args import SMOKE, recipe, supernet_args
 
 from dwnas.cli import main
 from dwnas.train.engine import Trainer, TrainJob
 from dwnas.train.recipe import Recipe
-
-REPO = Path(__file__).resolve().parents[1]
-SMOKE = yaml.safe_load((REPO / "params/smoke.yaml").read_text())
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    assert main(["data", "synth", "--out", str(root / "raw"), "--classes", "4",
-                 "--train-per-class", "24", "--val-per-class", "6", "--image-size", "40",
-                 "--seed", "0"]) == 0
-    assert main(["data", "prepare", "--root", str(root / "raw"), "--subset", "all",
-                 "--out", str(root / "prepared"), "--on-corrupt", "fail"]) == 0
-    return root / "prepared"
-
-
-def recipe(**overrides) -> dict:
-    base = dict(SMOKE["train"]["supernet"])
-    base.pop("resolution")
-    base.update(overrides)
-    return base
-
-
-def supernet_args(prepared: Path, out: Path, **overrides) -> list[str]:
-    return ["train", "supernet", "--prepared", str(prepared),
-            "--space", json.dumps(SMOKE["space"]), "--recipe", json.dumps(recipe(**overrides)),
-            "--resolution", "32", "--seed", "3", "--calib-images", "16",
-            "--out", str(out / "supernet.pt"), "--summary", str(out / "summary.json")]
 
 
 def elastic_args(prepared: Path, init: Path, out: Path, **overrides) -> list[str]:

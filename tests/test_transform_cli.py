@@ -27,17 +27,6 @@ def checkpoint(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    assert main(["data", "synth", "--out", str(root / "synth"), "--classes", "4",
-                 "--train-per-class", "12", "--val-per-class", "10", "--image-size", "40",
-                 "--workers", "1"]) == 0
-    assert main(["data", "prepare", "--root", str(root / "synth"), "--subset", "all",
-                 "--out", str(root / "prepared"), "--workers", "1"]) == 0
-    return root / "prepared"
-
-
 def transform_args(arch_path, checkpoint, prepared, out) -> list[str]:
     return ["transform", "--arch", str(arch_path), "--checkpoint", str(checkpoint), "--prepared",
             str(prepared), "--calib-images", "24", "--eval-batch", "16", "--out", str(out)]

@@ -14,9 +14,10 @@ Backbones:
 * ``mbconv``: the project space's largest deep subnet (every stage at its greatest depth, kernel
   and expand ratio), its stem and fixed first block counted as the stem.
 
-A new block is initialised with its last BN's scale at zero, so a block with an identity shortcut
-starts as the identity and appending it does not change what the network computes (project's
-choice, as in zero-init residual training). The head is kept when the width does not change and
+A new block with a shortcut is initialised with its last BN's scale at zero, so it starts as its
+shortcut and appending an identity-shortcut block does not change what the network computes
+(project's choice, as in zero-init residual training); a block without a shortcut keeps its
+ordinary initialisation (zeroing it would make the network's output independent of its input). The head is kept when the width does not change and
 re-initialised when it does.
 """
 
@@ -144,10 +145,14 @@ def _init(module: nn.Module) -> None:
 
 
 def _zero_last_bn(block: nn.Module) -> None:
+    """Zero the last BN's scale only where a shortcut carries the signal past it (the block then
+    starts as its shortcut): without one, a zero scale makes the block's output a constant and
+    the whole network's output independent of its input (MBConv blocks that change stride or
+    width have no shortcut; they keep their ordinary initialisation)."""
     with torch.no_grad():
-        if hasattr(block, "last_bn"):
+        if hasattr(block, "last_bn"):  # a ResNet basic block: identity or downsample shortcut
             block.last_bn().weight.zero_()
-        else:  # StaticMBConv
+        elif block.shortcut:  # StaticMBConv
             block.project_bn.weight.zero_()
 
 

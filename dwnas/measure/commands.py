@@ -41,6 +41,20 @@ def _check_resolution(value: int) -> None:
         raise DwnasError(f"--resolution must be between 1 and {RESOLUTION_MAX} px, got {value}")
 
 
+def _remote_measurer(args: argparse.Namespace, settings):
+    """``measure(path) -> measure.json`` on the agent at ``--remote`` (``--token-file`` needed)."""
+    from dwnas.errors import DwnasError
+    from dwnas.measure.agent import read_token
+    from dwnas.measure.remote import measure_remote, parse_address
+
+    if not args.token_file:
+        raise DwnasError("--remote needs --token-file")
+    host, port = parse_address(args.remote)
+    token = read_token(args.token_file)
+    return lambda path: measure_remote(host, port, token, path, settings, args.remote_timeout,
+                                       resolution=args.resolution)
+
+
 def summary_metrics(result: dict) -> dict:
     """The figures worth a metric: latency, throughput, energy (absent ones simply left out)."""
     summary = {"latency_ms": result["latency_ms"]}
@@ -56,28 +70,13 @@ def summary_metrics(result: dict) -> dict:
 
 
 def _measure(args: argparse.Namespace) -> int:
-    from dwnas.errors import DwnasError
     from dwnas.io import write_json
     from dwnas.track import log_stage
 
     _check_resolution(args.resolution)
     settings = _settings_from_args(args)
     if args.remote:
-        from dwnas.measure.agent import read_token
-        from dwnas.measure.remote import measure_remote, parse_address
-
-        if not args.token_file:
-            raise DwnasError("--remote needs --token-file")
-        host, port = parse_address(args.remote)
-        result = measure_remote(
-            host,
-            port,
-            read_token(args.token_file),
-            args.model,
-            settings,
-            args.remote_timeout,
-            resolution=args.resolution,
-        )
+        result = _remote_measurer(args, settings)(args.model)
     else:
         from dwnas.measure.api import measure_file
 
@@ -202,17 +201,10 @@ def _compare(args: argparse.Namespace) -> int:
     _check_resolution(args.resolution)
     settings = _settings_from_args(args)
     if args.remote:
-        from dwnas.measure.agent import read_token
         from dwnas.measure.compare import compare_remote
-        from dwnas.measure.remote import measure_remote, parse_address
 
-        if not args.token_file:
-            raise DwnasError("--remote needs --token-file")
-        host, port = parse_address(args.remote)
-        token = read_token(args.token_file)
-        result = compare_remote(models, args.resolution, lambda path: measure_remote(
-            host, port, token, path, settings, args.remote_timeout, resolution=args.resolution),
-            args.statistic)
+        result = compare_remote(models, args.resolution, _remote_measurer(args, settings),
+                                args.statistic)
     else:
         result = compare_files(models, args.resolution, settings, args.rounds, args.round_iters,
                                args.statistic)
