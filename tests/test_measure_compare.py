@@ -80,3 +80,17 @@ def test_bad_labels_and_missing_files_exit_2(files, tmp_path, capsys):
                  "--resolution", "24", "--out", str(out)]) == 2
     assert "missing.onnx: model file not found" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_each_network_runs_at_its_own_resolution(files, tmp_path):
+    """Deep-only's network at a budget can take another input size than Double-Win's (a
+    torch.export program is specialised to its own)."""
+    export_program(small(8, seed=2), tmp_path / "other_size.pt2", 32)
+    out = tmp_path / "cmp.json"
+    assert main(["compare", "--model", f"deep={files}/a.pt2", f"shallow={files}/a_again.pt2",
+                 f"deep-only={tmp_path}/other_size.pt2@32", "--resolution", "24", "--warmup", "1",
+                 "--iters", "3", "--rounds", "3", "--round-iters", "2", "--threads", "1",
+                 "--out", str(out)]) == 0
+    forms = json.loads(out.read_text())["forms"]
+    assert (forms["deep"]["resolution"], forms["deep-only"]["resolution"]) == (24, 32)
+    assert forms["deep-only"]["measure"]["input_shape"] == [1, 3, 32, 32]

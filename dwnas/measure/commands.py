@@ -42,7 +42,8 @@ def _check_resolution(value: int) -> None:
 
 
 def _remote_measurer(args: argparse.Namespace, settings):
-    """``measure(path) -> measure.json`` on the agent at ``--remote`` (``--token-file`` needed)."""
+    """``measure(path, resolution) -> measure.json`` on the agent at ``--remote``
+    (``--token-file`` needed)."""
     from dwnas.errors import DwnasError
     from dwnas.measure.agent import read_token
     from dwnas.measure.remote import measure_remote, parse_address
@@ -51,8 +52,8 @@ def _remote_measurer(args: argparse.Namespace, settings):
         raise DwnasError("--remote needs --token-file")
     host, port = parse_address(args.remote)
     token = read_token(args.token_file)
-    return lambda path: measure_remote(host, port, token, path, settings, args.remote_timeout,
-                                       resolution=args.resolution)
+    return lambda path, resolution: measure_remote(host, port, token, path, settings,
+                                                   args.remote_timeout, resolution=resolution)
 
 
 def summary_metrics(result: dict) -> dict:
@@ -76,7 +77,7 @@ def _measure(args: argparse.Namespace) -> int:
     _check_resolution(args.resolution)
     settings = _settings_from_args(args)
     if args.remote:
-        result = _remote_measurer(args, settings)(args.model)
+        result = _remote_measurer(args, settings)(args.model, args.resolution)
     else:
         from dwnas.measure.api import measure_file
 
@@ -190,24 +191,30 @@ def _compare(args: argparse.Namespace) -> int:
     from dwnas.measure.compare import compare_files
     from dwnas.track import log_stage
 
-    models = {}
+    models, resolutions = {}, {}
     for item in args.model:
         label, sep, path = item.partition("=")
         if not sep or label not in ("deep", "shallow", "deep-only") or not path:
             raise DwnasError(f"--model {item!r}: use LABEL=PATH with LABEL deep, shallow or deep-only")
         if label in models:
             raise DwnasError(f"--model {label} given twice")
+        path, at, size = path.rpartition("@")
+        if not at or not size.isdigit():  # no @RES suffix: the whole text is the path
+            path, size = f"{path}{at}{size}", None
         models[label] = path
+        if size is not None:
+            resolutions[label] = int(size)
+            _check_resolution(resolutions[label])
     _check_resolution(args.resolution)
     settings = _settings_from_args(args)
     if args.remote:
         from dwnas.measure.compare import compare_remote
 
         result = compare_remote(models, args.resolution, _remote_measurer(args, settings),
-                                args.statistic)
+                                args.statistic, resolutions)
     else:
         result = compare_files(models, args.resolution, settings, args.rounds, args.round_iters,
-                               args.statistic)
+                               args.statistic, resolutions)
     write_json(args.out, result)
     metrics = {f"latency_ms.{label}": form["latency_ms"] for label, form in result["forms"].items()}
     for name, ratio in result["ratios"].items():
@@ -236,8 +243,9 @@ def _add_compare(sub) -> None:
         "interleaved rounds (a drift of the machine hits all alike), and write each file's full "
         "measurement and the speed-ups with 95% bootstrap intervals. Files holding the same "
         "graph are timed once; their ratio is 1 by construction.")
-    p.add_argument("--model", required=True, nargs="+", metavar="LABEL=PATH",
-                   help="deep=FILE shallow=FILE [deep-only=FILE] (.pt2 or .onnx)")
+    p.add_argument("--model", required=True, nargs="+", metavar="LABEL=PATH[@RES]",
+                   help="deep=FILE shallow=FILE [deep-only=FILE@RES] (.pt2 or .onnx); @RES: "
+                   "that network's own input size (default --resolution)")
     p.add_argument("--resolution", type=int, required=True, help="square input size in pixels")
     p.add_argument("--out", required=True, help="compare JSON to write")
     p.add_argument("--rounds", type=int, default=20, help="interleaved rounds")

@@ -129,8 +129,10 @@ def rounds_latency(model, input_shape, settings: MeasureSettings, rounds: int, r
 
 def compare_files(models: Mapping[str, str | Path], resolution: int,
                   settings: MeasureSettings, rounds: int = 20, round_iters: int = 10,
-                  statistic: str = "min") -> dict:
-    """Measure ``models`` (label -> file; labels among deep, shallow, deep-only) side by side."""
+                  statistic: str = "min", resolutions: Mapping[str, int] | None = None) -> dict:
+    """Measure ``models`` (label -> file; labels among deep, shallow, deep-only) side by side,
+    each at ``resolutions[label]`` (default ``resolution``: deep-only's network at a budget can
+    have another input size than Double-Win's)."""
     from dwnas.measure.api import LATENCY_STATISTICS
     from dwnas.measure.backends import batch_shape, make_backend, timed_loop
     from dwnas.progress import progress
@@ -152,17 +154,19 @@ def compare_files(models: Mapping[str, str | Path], resolution: int,
     import torch
 
     backend = make_backend(settings)
-    full = {label: backend.measure(paths[label], (3, resolution, resolution), settings)
+    size = {label: int((resolutions or {}).get(label, resolution)) for label in paths}
+    full = {label: backend.measure(paths[label], (3, size[label], size[label]), settings)
             for label in distinct}
     threads = settings.threads or torch.get_num_threads()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    shape = batch_shape((3, resolution, resolution), settings.batch)
     values: dict[str, list[float]] = {label: [] for label in distinct}
     try:
         with backend.prepare(settings):
             runners = {label: backend.runner(paths[label], settings, threads) for label in distinct}
-            inputs = {label: runners[label].make_input(shape, settings.seed) for label in distinct}
+            inputs = {label: runners[label].make_input(
+                batch_shape((3, size[label], size[label]), settings.batch), settings.seed)
+                for label in distinct}
             with contextlib.ExitStack() as stack:
                 for runner in runners.values():
                     stack.enter_context(runner.context())
@@ -182,7 +186,8 @@ def compare_files(models: Mapping[str, str | Path], resolution: int,
     forms = {}
     for label, path in paths.items():
         source = first_of[digests[label]]
-        forms[label] = {"file": str(path), "graph_digest": digests[label],
+        forms[label] = {"file": str(path), "resolution": size[label],
+                        "graph_digest": digests[label],
                         "same_graph_as": None if source == label else source,
                         "rounds_ms": values[source],
                         "latency_ms": statistics.median(values[source]),
@@ -203,20 +208,24 @@ def compare_files(models: Mapping[str, str | Path], resolution: int,
 
 
 def compare_remote(models: Mapping[str, str | Path], resolution: int, measure_one,
-                   statistic: str = "min") -> dict:
+                   statistic: str = "min", resolutions: Mapping[str, int] | None = None) -> dict:
     """The same document for a remote agent, which measures one file per request: each distinct
-    file is measured once (``measure_one(path) -> measure.json``); ratios are of the files'
-    ``statistic`` and carry no interval, since the timings are not interleaved."""
+    file is measured once; ratios are of the files'
+    ``statistic`` and carry no interval, since the timings are not interleaved.
+    ``measure_one(path, resolution) -> measure.json``."""
     paths = {label: Path(p) for label, p in models.items()}
     digests = {label: graph_digest(path) for label, path in paths.items()}
     first_of: dict[str, str] = {}
     for label in paths:
         first_of.setdefault(digests[label], label)
-    full = {label: measure_one(paths[label]) for label in dict.fromkeys(first_of.values())}
+    size = {label: int((resolutions or {}).get(label, resolution)) for label in paths}
+    full = {label: measure_one(paths[label], size[label])
+            for label in dict.fromkeys(first_of.values())}
     forms = {}
     for label, path in paths.items():
         source = first_of[digests[label]]
-        forms[label] = {"file": str(path), "graph_digest": digests[label],
+        forms[label] = {"file": str(path), "resolution": size[label],
+                        "graph_digest": digests[label],
                         "same_graph_as": None if source == label else source, "rounds_ms": None,
                         "latency_ms": full[source]["latency_ms"][statistic], "measure": full[source]}
     ratios = {}

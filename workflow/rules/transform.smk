@@ -67,7 +67,17 @@ def compared(wildcards):
              "summary": f"{folder}/transform.json"}
     if wildcards.mode == "double-win":
         files["deep_only"] = f"{R}/transform/deep-only/{wildcards.budget}/deep.{suffix}"
+        files["deep_only_summary"] = f"{R}/transform/deep-only/{wildcards.budget}/transform.json"
     return files
+
+
+def compared_models(wildcards, input):
+    """``deep=F shallow=F [deep-only=F@RES]``: deep-only's network runs at its own resolution."""
+    models = [f"deep={input.deep}", f"shallow={input.shallow}"]
+    if "deep_only" in input.keys():
+        size = json.loads(Path(input.deep_only_summary).read_text())["resolution"]
+        models.append(f"deep-only={input.deep_only}@{size}")
+    return " ".join(models)
 
 
 rule measure:
@@ -80,9 +90,7 @@ rule measure:
         runtime="|".join(RUNTIMES),
     params:
         device=measure_device_flags,
-        models=lambda wildcards, input: " ".join(
-            f"{label.replace('_', '-')}={input[label]}"
-            for label in ("deep", "shallow", "deep_only") if label in input.keys()),
+        models=compared_models,
         resolution=lambda wildcards, input: json.loads(Path(input.summary).read_text())["resolution"],
         batch=MEASURE["batch"],
         throughput=(f"--throughput-batch {MEASURE['throughput_batch']}"
