@@ -79,6 +79,11 @@ def test_bad_labels_and_missing_files_exit_2(files, tmp_path, capsys):
     assert main(["compare", "--model", f"deep={files}/missing.onnx", f"shallow={files}/a.onnx",
                  "--resolution", "24", "--out", str(out)]) == 2
     assert "missing.onnx: model file not found" in capsys.readouterr().err
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(bytes(range(256)) * 2)
+    assert main(["compare", "--model", f"deep={corrupt}", f"shallow={files}/a.onnx",
+                 "--resolution", "24", "--out", str(out)]) == 2
+    assert "corrupt.onnx: cannot load as onnx" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -35,10 +35,17 @@ RATIOS = {  # name -> (numerator, denominator): how many times faster the denomi
 
 def graph_digest(path: str | Path) -> str:
     """sha256 over what a file computes (ops and weights), not how the exporter laid it out."""
-    from dwnas.measure.models import model_format
+    from dwnas.measure.models import _first_line, model_format
 
     path = Path(path)
     fmt = model_format(path)
+    try:
+        return _graph_digest(path, fmt)
+    except Exception as exc:  # onnx / torch raise their own types for a damaged file
+        raise DwnasError(f"{path}: cannot load as {fmt} ({_first_line(exc)})") from exc
+
+
+def _graph_digest(path: Path, fmt: str) -> str:
     digest = hashlib.sha256(fmt.encode())
     if fmt == "onnx":
         import onnx
