@@ -91,3 +91,14 @@ def test_cli_params_check(tmp_path, capsys):
     path.write_text(yaml.safe_dump(bad))
     assert main(["params", "check", str(path)]) == 2
     assert "seed: must be of type integer" in capsys.readouterr().err
+
+
+def test_building_the_cli_imports_no_framework():
+    """`dwnas --help` and argument errors stay fast: no torch import while parsers are built."""
+    import subprocess
+    import sys
+
+    code = "import sys; from dwnas.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

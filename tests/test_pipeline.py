@@ -23,6 +23,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SMOKE = yaml.safe_load((REPO / "params/smoke.yaml").read_text())
+pytestmark = pytest.mark.slow  # end to end: `dvc repro` of the whole smoke pipeline
 
 
 def env() -> dict:

@@ -86,7 +86,7 @@ def _numeric(data: dict) -> dict:
 
 
 def _eval_data(args, resolution: int):
-    from dwnas.baselines.common import EvalData
+    from dwnas.train.evaluate import EvalData
 
     return EvalData.load(args.prepared, resolution, args.calib_images, args.val_images, args.seed,
                          args.eval_batch)

@@ -23,8 +23,7 @@ import torch
 from torch import nn
 
 from dwnas.errors import DwnasError
-from dwnas.train.evaluate import EvalData  # noqa: F401 (re-exported for the baselines)
-from dwnas.transform.deploy import ROW_KEYS  # noqa: F401 (the row keys, one list)
+from dwnas.transform.deploy import ROW_KEYS
 
 
 def log(message: str) -> None:

@@ -12,6 +12,9 @@ from typing import Any
 from dwnas.errors import DwnasError
 
 DEVICES = ("host", "cuda", "jetson")
+# Deployment runtimes and the file format each runs (here, free of torch, so that building the
+# CLI's parsers imports no framework).
+RUNTIME_FORMATS = {"torch": "pt2", "onnxruntime": "onnx"}
 
 
 @dataclass

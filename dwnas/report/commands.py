@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from dwnas.train.commands import json_arg
+
 
 def _training_histories(experiment: str | None) -> dict:
     """Per-epoch history of the last supernet and elastic runs, or {} without a store."""
@@ -95,7 +97,7 @@ def register(sub) -> None:
     parser.add_argument("--measured", nargs="+", required=True,
                         help="measure/<method>/<budget>/<device>/<runtime>.json files (dwnas "
                         "compare): one table row each, beside its transform.json")
-    parser.add_argument("--space", default=None, type=_json_arg,
+    parser.add_argument("--space", default=None, type=json_arg,
                         help="the params space (JSON or @file): checks the latency tables")
     parser.add_argument("--lut", action="append", default=[],
                         help="a latency table (lut.json; repeatable, one per runtime)")
@@ -107,8 +109,3 @@ def register(sub) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(func=_report)
 
-
-def _json_arg(text: str):
-    from dwnas.train.commands import json_arg
-
-    return json_arg(text)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from dwnas.errors import DwnasError
 from dwnas.io import read_json, write_text
-from dwnas.transform.deploy import RUNTIME_FORMATS
+from dwnas.measure.settings import RUNTIME_FORMATS
 
 NOT_MEASURED = "not measured"
 

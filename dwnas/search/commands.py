@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from dwnas.measure.settings import RUNTIME_FORMATS
 from dwnas.train.commands import json_arg
 
 
@@ -228,7 +229,7 @@ def register(sub) -> None:
                       help="random archs to check predicted vs measured latency (0 = skip)")
     prof.add_argument("--statistic", default="median", choices=("median", "min", "mean", "p90"),
                       help="which statistic of each timing the table holds (profile.statistic)")
-    prof.add_argument("--runtime", default="onnxruntime", choices=("torch", "onnxruntime"),
+    prof.add_argument("--runtime", default="onnxruntime", choices=sorted(RUNTIME_FORMATS),
                       help="the runtime whose deploy files the table times")
     prof.add_argument("--rounds", type=int, default=20,
                       help="whole networks (calibration, fidelity) are timed as dwnas compare "
@@ -247,7 +248,7 @@ def register(sub) -> None:
     srch.add_argument("--prepared", required=True)
     srch.add_argument("--lut", required=True, help="latency table (dwnas profile)")
     srch.add_argument("--device", default="host", help="the device the table must have been made on")
-    srch.add_argument("--runtime", default="onnxruntime", choices=("torch", "onnxruntime"),
+    srch.add_argument("--runtime", default="onnxruntime", choices=sorted(RUNTIME_FORMATS),
                       help="the runtime the table must have been made for (profile.runtime)")
     srch.add_argument("--include", nargs="*", default=None, metavar="DIR",
                       help="arch/<budget>.json folders of another search (deep-only's) whose "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 def add_runtimes_flag(parser: argparse.ArgumentParser) -> None:
-    from dwnas.transform.deploy import RUNTIME_FORMATS
+    from dwnas.measure.settings import RUNTIME_FORMATS
 
     parser.add_argument("--runtimes", nargs="+", default=list(RUNTIME_FORMATS),
                         choices=sorted(RUNTIME_FORMATS),

@@ -26,9 +26,8 @@ import torch
 from torch import nn
 
 from dwnas.errors import DwnasError
+from dwnas.measure.settings import RUNTIME_FORMATS
 
-# The runtime a deploy file is made for, and the file's suffix (dwnas.measure loads both).
-RUNTIME_FORMATS = {"torch": "pt2", "onnxruntime": "onnx"}
 FLOAT32_SLACK = 4.0
 ROW_KEYS = ("macs_deep", "macs_shallow", "params_deep", "params_shallow", "layers_deep",
             "layers_shallow", "max_rel_err")

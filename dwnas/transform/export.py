@@ -111,7 +111,7 @@ def verify_eager(model: nn.Module, reference: nn.Module, resolutions: Sequence[i
 def runtime_file(model: nn.Module, runtime: str, input_shape: Sequence[int], directory: str | os.PathLike) -> Path:
     """``model`` exported for ``runtime`` into ``directory`` (the latency table times each block
     in the format and runtime that ``dwnas measure`` times whole networks in)."""
-    from dwnas.transform.deploy import RUNTIME_FORMATS
+    from dwnas.measure.settings import RUNTIME_FORMATS
 
     channels, side = int(input_shape[-3]), int(input_shape[-1])
     path = Path(directory) / f"model.{RUNTIME_FORMATS[runtime]}"

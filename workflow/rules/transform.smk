@@ -2,7 +2,7 @@
 # exported for every runtime and evaluated from the files), then its measurement: the deep,
 # shallow and (Double-Win) deep-only files of a row timed side by side in one process, per device
 # and runtime, by the same code for every method.
-from dwnas.transform.deploy import RUNTIME_FORMATS
+from dwnas.measure.settings import RUNTIME_FORMATS
 
 MEASURE = config["measure"]
 DEVICES = MEASURE["devices"]
