@@ -99,3 +99,33 @@ def test_each_network_runs_at_its_own_resolution(files, tmp_path):
     forms = json.loads(out.read_text())["forms"]
     assert (forms["deep"]["resolution"], forms["deep-only"]["resolution"]) == (24, 32)
     assert forms["deep-only"]["measure"]["input_shape"] == [1, 3, 32, 32]
+
+
+def test_the_canary_joins_the_rounds_and_gives_the_drift(files, tmp_path):
+    """The latency table's reference network is timed inside the rounds; drift = its latency now
+    over its latency at profiling, and it is not one of the compared forms."""
+    lut = tmp_path / "lut.json"
+    (tmp_path / "canary.onnx").write_bytes((files / "wide.onnx").read_bytes())
+    lut.write_text(json.dumps({"settings": {"canary": {"file": "canary.onnx", "resolution": 24,
+                                                       "latency_ms": 0.5}}}))
+    out = tmp_path / "cmp.json"
+    assert main(["compare", "--model", f"deep={files}/a.onnx", f"shallow={files}/a_again.onnx",
+                 "--resolution", "24", "--warmup", "1", "--iters", "3", "--rounds", "4",
+                 "--round-iters", "3", "--threads", "1", "--canary", str(lut),
+                 "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    canary = result["canary"]
+    assert set(result["forms"]) == {"deep", "shallow"}
+    assert len(canary["rounds_ms"]) == 4 and canary["profiled_ms"] == 0.5
+    assert canary["drift"] == pytest.approx(canary["measured_ms"] / 0.5)
+    assert canary["measured_ms"] > result["forms"]["deep"]["latency_ms"]  # 8x wider: slower
+
+
+def test_a_table_without_its_canary_is_an_error_line(files, tmp_path, capsys):
+    lut = tmp_path / "lut.json"
+    lut.write_text(json.dumps({"settings": {"canary": {"file": "gone.onnx", "resolution": 24,
+                                                       "latency_ms": 0.5}}}))
+    assert main(["compare", "--model", f"deep={files}/a.onnx", f"shallow={files}/a.onnx",
+                 "--resolution", "24", "--canary", str(lut), "--out", str(tmp_path / "c.json")]) == 2
+    assert f"{tmp_path / 'gone.onnx'}: the latency table's canary file is missing" in capsys.readouterr().err
+    assert not (tmp_path / "c.json").exists()

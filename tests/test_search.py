@@ -216,3 +216,54 @@ def test_identical_graphs_predict_the_same_latency_after_calibration(space):
     for _ in range(20):
         arch = deep_only(space.sample(rng))
         assert table.predict(arch, "deep") == table.predict(arch, "shallow")
+
+
+def test_pipeline_fidelity_reports_raw_and_drift_corrected_errors(space, table, tmp_path):
+    """A measurement taken when the machine ran 20% slower than at profiling: the raw error is
+    the table's and the machine's together, the canary's drift takes the machine's part out."""
+    import json
+    import random
+
+    from dwnas.report.fidelity import pipeline_fidelity
+
+    arch = space.sample(random.Random(0)).with_resolution(32)
+    folder = tmp_path / "transform" / "double-win" / "60pct"
+    folder.mkdir(parents=True)
+    (folder / "transform.json").write_text(json.dumps(
+        {"arch": arch.to_dict(), "space_fingerprint": table.space_fingerprint}))
+    measured = {form: 1.2 * table.predict(arch, form) for form in ("deep", "shallow")}
+    compare = {"forms": {form: {"graph_digest": form, "latency_ms": ms}
+                         for form, ms in measured.items()},
+               "canary": {"drift": 1.2}}
+    path = tmp_path / "measure" / "double-win" / "60pct" / "host" / "torch.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(compare))
+    result = pipeline_fidelity([path], {("host", "torch"): table}, space)
+    summary = result["summary"]["torch"]
+    assert summary["n"] == 2 and summary["within_10pct"] == 0.0
+    assert summary["mape"] == pytest.approx(1 / 6)  # predicted = measured / 1.2
+    assert summary["drift_corrected"]["within_10pct"] == 1.0
+    assert summary["drift_corrected"]["mape"] == pytest.approx(0.0, abs=1e-12)
+    del compare["canary"]
+    path.write_text(json.dumps(compare))
+    assert pipeline_fidelity([path], {("host", "torch"): table}, space)["summary"]["torch"][
+        "drift_corrected"] is None
+
+
+def test_profile_writes_the_canary_it_timed(tmp_path):
+    """The drift reference travels with the table: its file beside lut.json, its latency by the
+    compare estimator in the table's settings."""
+    import json
+
+    from dwnas.cli import main
+    from dwnas.measure.compare import read_canary
+
+    out = tmp_path / "profile"
+    assert main(["profile", "--space", json.dumps(SMOKE["space"]), "--grid", "32,40",
+                 "--num-classes", "4", "--settings", json.dumps({"warmup": 1, "iters": 2, "threads": 1}),
+                 "--calibration-archs", "0", "--fidelity-archs", "0", "--rounds", "2",
+                 "--round-iters", "2", "--runtime", "onnxruntime", "--out", str(out)]) == 0
+    canary = read_canary(out / "lut.json")
+    assert canary["file"] == out / "canary.onnx" and canary["latency_ms"] > 0
+    assert canary["resolution"] in (32, 36, 40)
+    assert json.loads((out / "summary.json").read_text())["canary"]["file"] == "canary.onnx"

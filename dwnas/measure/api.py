@@ -46,7 +46,8 @@ def latency_timer(device: str, settings: Mapping[str, Any], statistic: str = "me
     """``timer(module, input_shape) -> ms``: one latency statistic of :func:`measure_module` on
     ``device`` (the latency table's and HURRICANE's operator timings; no TensorRT). With a
     ``runtime`` (torch, onnxruntime) each module is first exported to that runtime's file format
-    and the file is timed, exactly as ``dwnas measure`` times a deploy file. With ``rounds``
+    and the file is timed, exactly as ``dwnas measure`` times a deploy file (a path to such a file
+    is timed as it is). With ``rounds``
     = (rounds, round_iters) the value is ``dwnas compare``'s estimator (the median over rounds
     of each round's ``statistic``) instead of one loop's ``statistic``."""
     if statistic not in LATENCY_STATISTICS:
@@ -63,7 +64,8 @@ def latency_timer(device: str, settings: Mapping[str, Any], statistic: str = "me
 
         measure_settings = as_settings(base)
         with tempfile.TemporaryDirectory(prefix="dwnas-timer-") as folder:
-            path = runtime_file(module, runtime, input_shape, folder)
+            path = (Path(module) if isinstance(module, (str, Path))  # a deploy file: time it
+                    else runtime_file(module, runtime, input_shape, folder))
             if rounds is not None:
                 from dwnas.measure.compare import rounds_latency
 

@@ -207,14 +207,22 @@ def _compare(args: argparse.Namespace) -> int:
             _check_resolution(resolutions[label])
     _check_resolution(args.resolution)
     settings = _settings_from_args(args)
+    if args.remote and args.canary:
+        raise DwnasError("--canary: the drift reference is timed in this process's rounds; an "
+                         "agent's timings (--remote) have none")
     if args.remote:
         from dwnas.measure.compare import compare_remote
 
         result = compare_remote(models, args.resolution, _remote_measurer(args, settings),
                                 args.statistic, resolutions)
     else:
+        canary = None
+        if args.canary:
+            from dwnas.measure.compare import read_canary
+
+            canary = read_canary(args.canary)
         result = compare_files(models, args.resolution, settings, args.rounds, args.round_iters,
-                               args.statistic, resolutions)
+                               args.statistic, resolutions, canary)
     write_json(args.out, result)
     metrics = {f"latency_ms.{label}": form["latency_ms"] for label, form in result["forms"].items()}
     for name, ratio in result["ratios"].items():
@@ -250,6 +258,9 @@ def _add_compare(sub) -> None:
     p.add_argument("--out", required=True, help="compare JSON to write")
     p.add_argument("--rounds", type=int, default=20, help="interleaved rounds")
     p.add_argument("--round-iters", type=int, default=10, help="timed runs per network per round")
+    p.add_argument("--canary", default=None, metavar="LUT_JSON",
+                   help="latency table whose drift reference joins the rounds: the result's "
+                   "canary.drift says how much slower the machine runs now than when profiled")
     p.add_argument("--statistic", default="min", choices=LATENCY_STATISTICS,
                    help="a round's value over its runs (min on a shared machine)")
     add_settings_args(p)

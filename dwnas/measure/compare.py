@@ -136,10 +136,15 @@ def rounds_latency(model, input_shape, settings: MeasureSettings, rounds: int, r
 
 def compare_files(models: Mapping[str, str | Path], resolution: int,
                   settings: MeasureSettings, rounds: int = 20, round_iters: int = 10,
-                  statistic: str = "min", resolutions: Mapping[str, int] | None = None) -> dict:
+                  statistic: str = "min", resolutions: Mapping[str, int] | None = None,
+                  canary: Mapping | None = None) -> dict:
     """Measure ``models`` (label -> file; labels among deep, shallow, deep-only) side by side,
     each at ``resolutions[label]`` (default ``resolution``: deep-only's network at a budget can
-    have another input size than Double-Win's)."""
+    have another input size than Double-Win's).
+
+    ``canary`` (``{"file", "resolution", "latency_ms"}``, from :func:`read_canary`) is the latency
+    table's drift reference: it joins the interleaved rounds (no full measurement), and the
+    result's ``canary.drift`` = its latency now / when the table was profiled."""
     from dwnas.measure.api import LATENCY_STATISTICS
     from dwnas.measure.backends import batch_shape, make_backend, timed_loop
     from dwnas.progress import progress
@@ -164,13 +169,18 @@ def compare_files(models: Mapping[str, str | Path], resolution: int,
     size = {label: int((resolutions or {}).get(label, resolution)) for label in paths}
     full = {label: backend.measure(paths[label], (3, size[label], size[label]), settings)
             for label in distinct}
+    timed = dict(paths)  # what the rounds time: the distinct networks, and the canary
+    if canary is not None:
+        timed["canary"] = Path(canary["file"])
+        size["canary"] = int(canary["resolution"])
+        distinct = [*distinct, "canary"]
     threads = settings.threads or torch.get_num_threads()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     values: dict[str, list[float]] = {label: [] for label in distinct}
     try:
         with backend.prepare(settings):
-            runners = {label: backend.runner(paths[label], settings, threads) for label in distinct}
+            runners = {label: backend.runner(timed[label], settings, threads) for label in distinct}
             inputs = {label: runners[label].make_input(
                 batch_shape((3, size[label], size[label]), settings.batch), settings.seed)
                 for label in distinct}
@@ -208,10 +218,33 @@ def compare_files(models: Mapping[str, str | Path], resolution: int,
         else:
             ratios[name] = bootstrap_ratio(values[first_of[digests[num]]],
                                            values[first_of[digests[den]]])
-    return {"format": FORMAT, "resolution": int(resolution), "statistic": statistic,
-            "rounds": rounds, "round_iters": round_iters, "settings": settings.to_dict(),
-            "backend": backend.name, "device": backend.describe(), "forms": forms,
-            "ratios": ratios}
+    result = {"format": FORMAT, "resolution": int(resolution), "statistic": statistic,
+              "rounds": rounds, "round_iters": round_iters, "settings": settings.to_dict(),
+              "backend": backend.name, "device": backend.describe(), "forms": forms,
+              "ratios": ratios}
+    if canary is not None:
+        measured = statistics.median(values["canary"])
+        result["canary"] = {"file": str(canary["file"]), "resolution": size["canary"],
+                            "profiled_ms": float(canary["latency_ms"]), "measured_ms": measured,
+                            "rounds_ms": values["canary"],
+                            "drift": measured / float(canary["latency_ms"])}
+    return result
+
+
+def read_canary(lut_path: str | Path) -> dict:
+    """The drift reference a latency table was profiled with: its file (beside the table),
+    resolution and latency by the compare estimator."""
+    from dwnas.io import read_json
+
+    lut_path = Path(lut_path)
+    entry = (read_json(lut_path).get("settings") or {}).get("canary")
+    if not entry:
+        raise DwnasError(f"{lut_path}: latency table has no canary (profile it again with this "
+                         "version of dwnas profile)")
+    path = lut_path.parent / entry["file"]
+    if not path.is_file():
+        raise DwnasError(f"{path}: the latency table's canary file is missing")
+    return {**entry, "file": path}
 
 
 def compare_remote(models: Mapping[str, str | Path], resolution: int, measure_one,

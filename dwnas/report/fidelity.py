@@ -4,6 +4,12 @@ For every measured row whose network is an architecture of the table's space (Do
 deep-only, DepthShrinker), the table's prediction of its deep and shallow forms is set against
 the latency ``dwnas compare`` measured for those files (one entry per distinct graph). Networks
 outside the space (MobileNetV2, HURRICANE, ODN) cannot be predicted by it and are listed as such.
+
+A table profiled minutes before the measurement meets a machine that may run a few percent faster
+or slower by then (a shared VM's speed drifts). ``dwnas compare`` times the table's canary network
+inside its rounds; its ``drift`` (latency now / at profiling) scales the prediction into a second,
+drift-corrected one. Both are reported: the raw error is the table's and the machine's together,
+the corrected one the table's own.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ def pipeline_fidelity(measure_paths, tables: dict, space) -> dict:
                             "reason": str(exc).splitlines()[0]})
             continue
         compare = read_json(path)
+        drift = (compare.get("canary") or {}).get("drift")
         for form in ("deep", "shallow"):
             entry = compare["forms"][form]
             key = (runtime, device, entry["graph_digest"])
@@ -53,12 +60,24 @@ def pipeline_fidelity(measure_paths, tables: dict, space) -> dict:
                 continue
             seen.add(key)
             measured = entry["latency_ms"]
+            corrected = predicted[form] * drift if drift else None
             rows.append({"method": method, "budget": budget, "device": device, "runtime": runtime,
                          "form": form, "measured_ms": measured, "predicted_ms": predicted[form],
-                         "error": (predicted[form] - measured) / measured})
+                         "error": (predicted[form] - measured) / measured, "drift": drift,
+                         "predicted_drift_corrected_ms": corrected,
+                         "error_drift_corrected": (None if corrected is None
+                                                   else (corrected - measured) / measured)})
     summary = {}
     for runtime in sorted({r["runtime"] for r in rows}):
-        errors = [abs(r["error"]) for r in rows if r["runtime"] == runtime]
-        summary[runtime] = {"mape": sum(errors) / len(errors), "n": len(errors),
-                            "within_10pct": sum(e <= 0.10 for e in errors) / len(errors)}
+        own = [r for r in rows if r["runtime"] == runtime]
+        summary[runtime] = {**_accuracy([r["error"] for r in own]),
+                            "drift_corrected": (
+                                _accuracy([r["error_drift_corrected"] for r in own])
+                                if all(r["drift"] for r in own) else None)}
     return {"rows": rows, "summary": summary, "outside": outside}
+
+
+def _accuracy(errors: list[float]) -> dict:
+    errors = [abs(e) for e in errors]
+    return {"mape": sum(errors) / len(errors), "n": len(errors),
+            "within_10pct": sum(e <= 0.10 for e in errors) / len(errors)}

@@ -168,7 +168,9 @@ def lut_fidelity(random_sets: dict[str, dict], pipeline: dict, out_dir: Path) ->
     for ax, runtime in zip(axes[0], runtimes, strict=False):
         rows_random = (random_sets.get(runtime) or {}).get("rows", [])
         rows_pipe = [r for r in pipeline.get("rows", []) if r["runtime"] == runtime]
-        values = [v for r in rows_random + rows_pipe for v in (r["measured_ms"], r["predicted_ms"])]
+        values = [v for r in rows_random + rows_pipe for v in (r["measured_ms"], r["predicted_ms"],
+                                                                 r.get("predicted_drift_corrected_ms"))
+                  if v is not None]
         if not values:
             continue
         lo, hi = min(values) * 0.9, max(values) * 1.1
@@ -185,13 +187,24 @@ def lut_fidelity(random_sets: dict[str, dict], pipeline: dict, out_dir: Path) ->
             style = _style(method, i)
             for form, filled in (("deep", False), ("shallow", True)):
                 part = group[group["form"] == form]
-                ax.scatter(part["measured_ms"], part["predicted_ms"], marker=style["marker"],
+                corrected = part.get("predicted_drift_corrected_ms")
+                if corrected is not None and corrected.notna().all():
+                    # the raw prediction as a small grey tick, joined to the corrected one
+                    ax.vlines(part["measured_ms"], part["predicted_ms"], corrected, color="0.6", lw=0.8)
+                    ax.scatter(part["measured_ms"], part["predicted_ms"], marker="_", color="0.4", s=30)
+                    shown = corrected
+                else:
+                    shown = part["predicted_ms"]
+                ax.scatter(part["measured_ms"], shown, marker=style["marker"],
                            color=style["color"], facecolors=style["color"] if filled else "none",
                            s=30, label=f"{style['label']} {form}")
         s = pipeline.get("summary", {}).get(runtime)
         title = f"{runtime}"
         if s:
             title += f": pipeline nets {100 * s['within_10pct']:.0f}% within ±10% (n={s['n']})"
+            if s.get("drift_corrected"):
+                title += (f";\n{100 * s['drift_corrected']['within_10pct']:.0f}% after the "
+                          "canary's drift correction (grey tick: raw)")
         ax.set_title(title, fontsize=9)
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)

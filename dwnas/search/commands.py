@@ -15,8 +15,15 @@ def _profile(args: argparse.Namespace) -> int:
     from dwnas.errors import DwnasError
     from dwnas.io import atomic_dir, write_json
     from dwnas.measure.api import latency_timer
-    from dwnas.search.latency import calibrate, fidelity, plot_fidelity, profile_space
+    from dwnas.search.latency import (
+        calibrate,
+        canary_network,
+        fidelity,
+        plot_fidelity,
+        profile_space,
+    )
     from dwnas.space import Space
+    from dwnas.transform.export import runtime_file
 
     space = Space.from_params(args.space)
     grid = sorted(set(args.grid))
@@ -38,11 +45,19 @@ def _profile(args: argparse.Namespace) -> int:
 
     table.device_description = make_backend(MeasureSettings(device=args.device)).describe()
     with atomic_dir(args.out) as tmp:
+        canary_arch, canary = canary_network(space, args.num_classes, args.seed)
+        side = canary_arch.resolution
+        canary_file = runtime_file(canary, args.runtime, (3, side, side), tmp)
+        canary_file = canary_file.rename(tmp / f"canary{canary_file.suffix}")
+        table.settings["canary"] = {"file": canary_file.name, "resolution": side,
+                                    "latency_ms": network_timer(canary_file, (3, side, side)),
+                                    "arch": canary_arch.to_dict()}
         table.save(tmp / "lut.json")
         summary = {"device": args.device, "runtime": args.runtime,
                    "entries": sum(len(v) for v in table.entries.values()),
                    "grid": grid, "call_overhead_ms": table.settings["call_overhead_ms"],
-                   "calibration": table.settings.get("calibration")}
+                   "calibration": table.settings.get("calibration"),
+                   "canary": table.settings["canary"]}
         if args.fidelity_archs:
             result = fidelity(table, space, network_timer, args.num_classes, args.fidelity_archs,
                               args.seed)

@@ -217,6 +217,25 @@ def _end_to_end(table: LatencyTable, space, measure, num_classes: int, n_archs: 
             yield i, arch, form, measured, table.predict(arch, form)
 
 
+def canary_network(space, num_classes: int, seed: int):
+    """(arch, deployed deep network) of the machine-drift reference: the space's largest arch at
+    its middle resolution, BN folded, weights from ``seed``. ``dwnas profile`` times its file
+    beside the table; ``dwnas compare`` times the same file inside its interleaved rounds, so
+    measured / profiled is how much faster or slower the machine runs now than when the table was
+    made (a VM's speed drifts by several percent between minutes)."""
+    import torch
+
+    from dwnas.nn.static import build_static
+    from dwnas.transform.network import fold_deep
+
+    resolutions = space.resolutions()
+    arch = space.largest().with_resolution(resolutions[len(resolutions) // 2])
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = fold_deep(build_static(space, arch, num_classes).eval())
+    return arch, net
+
+
 def calibrate(table: LatencyTable, space, measure, num_classes: int, n_archs: int, seed: int) -> dict:
     """Fit ONE scale: the median of measured / summed latency over ``n_archs`` random archs timed
     end to end in both forms (a network runs at another speed than its parts timed alone:

@@ -68,6 +68,8 @@ def compared(wildcards):
     if wildcards.mode == "double-win":
         files["deep_only"] = f"{R}/transform/deep-only/{wildcards.budget}/deep.{suffix}"
         files["deep_only_summary"] = f"{R}/transform/deep-only/{wildcards.budget}/transform.json"
+    if wildcards.device == PROFILE["device"]:  # the table's drift reference joins the rounds
+        files["lut"] = f"{R}/profile/{wildcards.device}/{wildcards.runtime}/lut.json"
     return files
 
 
@@ -101,6 +103,7 @@ rule measure:
         round_iters=MEASURE["round_iters"],
         statistic=MEASURE["statistic"],
         threads=f"--threads {MEASURE['threads']}" if MEASURE["threads"] else "",
+        canary=lambda wildcards, input: f"--canary {input.lut}" if "lut" in input.keys() else "",
     threads: workflow.cores  # timing runs alone: no other job competes for the CPU
     log:
         f"{R}/logs/measure_{{mode}}_{{budget}}_{{device}}_{{runtime}}.log",
@@ -111,4 +114,4 @@ rule measure:
         " --tag runtime={wildcards.runtime} compare --model {params.models} --resolution {params.resolution}"
         " {params.device} --batch {params.batch} {params.throughput} --warmup {params.warmup}"
         " --iters {params.iters} --rounds {params.rounds} --round-iters {params.round_iters}"
-        " --statistic {params.statistic} {params.threads} --out {output} > {log} 2>&1"
+        " --statistic {params.statistic} {params.threads} {params.canary} --out {output} > {log} 2>&1"
