@@ -42,18 +42,29 @@ rule train_supernet:
         " --out {output.ckpt} --summary {output.summary} > {log} 2>&1"
 
 
+# The elastic stage, and its control: the same recipe and epochs from the same supernet at the
+# supernet's one resolution, so the accuracy-vs-resolution sweep compares checkpoints that have
+# trained equally long (issue 12; docs/training.md).
+CONTINUATION_RESOLUTIONS = {
+    "elastic": (TRAIN["elastic"]["resolution"]["min"], TRAIN["elastic"]["resolution"]["max"]),
+    "fixed": (TRAIN["supernet"]["resolution"], TRAIN["supernet"]["resolution"]),
+}
+
+
 rule train_elastic:
     input:
         prepared=f"{R}/data/prepared",
         init=f"{R}/supernet/supernet.pt",
         code=TRAIN_CODE,
     output:
-        ckpt=f"{R}/elastic/elastic.pt",
-        summary=f"{R}/elastic/summary.json",
+        ckpt=f"{R}/{{kind}}/{{kind}}.pt",
+        summary=f"{R}/{{kind}}/summary.json",
+    wildcard_constraints:
+        kind="elastic|fixed",
     params:
         recipe=as_json(TRAIN["elastic"]),
-        lo=TRAIN["elastic"]["resolution"]["min"],
-        hi=TRAIN["elastic"]["resolution"]["max"],
+        lo=lambda wildcards: CONTINUATION_RESOLUTIONS[wildcards.kind][0],
+        hi=lambda wildcards: CONTINUATION_RESOLUTIONS[wildcards.kind][1],
         seed=config["seed"],
         workers=config["data"]["workers"],
         eval=eval_flags(),
@@ -61,9 +72,9 @@ rule train_elastic:
     resources:
         gpu=TRAIN["elastic"]["nproc"],
     log:
-        f"{R}/logs/train_elastic.log",
+        f"{R}/logs/train_{{kind}}.log",
     benchmark:
-        f"{R}/benchmarks/train_elastic.tsv"
+        f"{R}/benchmarks/train_{{kind}}.tsv"
     shell:
         "dwnas train elastic --prepared {input.prepared} --init {input.init}"
         " --recipe {params.recipe:q} --resolution-min {params.lo} --resolution-max {params.hi}"
@@ -71,7 +82,7 @@ rule train_elastic:
         " --out {output.ckpt} --summary {output.summary} > {log} 2>&1"
 
 
-SWEEP_CHECKPOINTS = {"non-elastic": f"{R}/supernet/supernet.pt", "elastic": f"{R}/elastic/elastic.pt"}
+SWEEP_CHECKPOINTS = {"non-elastic": f"{R}/fixed/fixed.pt", "elastic": f"{R}/elastic/elastic.pt"}
 
 
 rule train_sweep:
