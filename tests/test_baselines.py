@@ -344,6 +344,27 @@ def test_report_rows_and_pareto_hold_every_method(run):
     assert all(p.stat().st_size > 0 for p in files)
 
 
+def test_every_row_states_its_training_budget_in_images_seen(run):
+    """Issue 12: one budget unit for every method, over the final network's whole lineage."""
+    from dwnas.report.tables import main_table
+
+    table = main_table(sorted((run / "measure").rglob("*.json")))
+    assert table["images_seen"].gt(0).all()
+    train_images = 4 * 16
+
+    def full_batches(recipe: dict) -> int:
+        return recipe["epochs"] * (train_images // recipe["batch_size"]) * recipe["batch_size"]
+
+    def seen(folder: str) -> int:
+        return json.loads((run / "baselines" / folder / "summary.json").read_text())["images_seen"]
+
+    assert seen("mobilenetv2/w0.35_r32") == full_batches(BASE["mobilenetv2"]["recipe"])
+    # the untrained elastic.pt records no lineage: the fine-tuning alone
+    assert seen("depthshrinker/75pct") == full_batches(BASE["depthshrinker"]["recipe"])
+    odn = json.loads((run / "baselines/odn/mbconv/summary.json").read_text())
+    assert odn["images_seen"] == len(odn["rounds"]) * full_batches(BASE["odn"]["recipe"])
+
+
 def test_report_latency_is_the_interleaved_rounds_median(run):
     import statistics
 

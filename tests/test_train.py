@@ -133,6 +133,14 @@ def test_elastic_then_sweep(prepared, tmp_path):
                  "--out", str(tmp_path / "elastic.pt"), "--summary", str(tmp_path / "e.json")]) == 0
     summary = json.loads((tmp_path / "e.json").read_text())
     assert summary["resolution"] == {"min": 32, "max": 40}
+    # the budget in images seen: every subnet of every step, and the --init lineage's before it
+    first = json.loads((tmp_path / "summary.json").read_text())
+    train_images = len((prepared / "train.csv").read_text().splitlines()) - 1
+    batch, subnets = recipe()["batch_size"], recipe()["subnets_per_step"]
+    assert first["images_seen"] == first["images_seen_total"] == (
+        (train_images // batch) * batch * subnets)
+    assert summary["images_seen"] == first["images_seen"]
+    assert summary["images_seen_total"] == 2 * first["images_seen"]
     assert "largest_top1_r32" in summary["final"]
     assert main(["train", "sweep", "--checkpoint", str(tmp_path / "elastic.pt"), "--prepared",
                  str(prepared), "--resolutions", "32:40:4", "--label", "elastic",

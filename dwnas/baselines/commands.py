@@ -140,7 +140,7 @@ def _mobilenetv2(args: argparse.Namespace) -> int:
                 description=arch.to_dict(),
                 extra_files={"weights.pt": lambda p: shutil.copy2(job.out, p)},
                 summary_extra={"width": width, "torchvision": check, "epochs": recipe.epochs,
-                               "train": trained},
+                               "train": trained, "images_seen": trained["images_seen_total"]},
                 params=params, run=run)
     shutil.rmtree(work, ignore_errors=True)
     return 0
@@ -150,8 +150,8 @@ def _mobilenetv2(args: argparse.Namespace) -> int:
 def _depthshrinker(args: argparse.Namespace) -> int:
     from dwnas import track
     from dwnas.baselines import depthshrinker as ds
-    from dwnas.baselines.common import fit, log
-    from dwnas.nn.checkpoint import load_supernet
+    from dwnas.baselines.common import fit, images_seen, log
+    from dwnas.nn.checkpoint import checkpoint_images_seen, load_supernet
     from dwnas.search.evolution import deep_only
     from dwnas.space import Arch
     from dwnas.train.recipe import linear_alpha
@@ -193,7 +193,8 @@ def _depthshrinker(args: argparse.Namespace) -> int:
                                "num_linear": len(chosen), "blocks": len(deep.blocks),
                                "top1_deep": top1(deep), "top1_before_finetune": top1(shrunk),
                                "ranking": ranking, "finetune": history,
-                               "epochs": recipe.epochs},
+                               "epochs": recipe.epochs,
+                               "images_seen": checkpoint_images_seen(ckpt) + images_seen(history)},
                 params=params, run=run, space_fingerprint=ckpt["fingerprint"])
     return 0
 
@@ -281,7 +282,7 @@ def _product(values) -> int:
 def _hurricane_search(args: argparse.Namespace) -> int:
     from dwnas import track
     from dwnas.baselines import hurricane as hc
-    from dwnas.baselines.common import fit
+    from dwnas.baselines.common import fit, images_seen
     from dwnas.errors import DwnasError
     from dwnas.search.budgets import resolve_budgets
     from dwnas.search.evolution import SearchSettings, deep_only
@@ -357,6 +358,7 @@ def _hurricane_search(args: argparse.Namespace) -> int:
                                "stage2_epochs": settings["stage2_epochs"],
                                "finetune_epochs": settings["finetune_epochs"],
                                "stage2": stage2, "finetune": finetune,
+                               "images_seen": images_seen(meta["stage1"], stage2, finetune),
                                "layers_kept": sum(op != hc.SKIP for op in path)},
                 params=params, run=run)
     return 0
@@ -366,7 +368,7 @@ def _hurricane_search(args: argparse.Namespace) -> int:
 def _odn(args: argparse.Namespace) -> int:
     from dwnas import track
     from dwnas.baselines import odn
-    from dwnas.baselines.common import fit, log
+    from dwnas.baselines.common import fit, images_seen, log
     from dwnas.data.loaders import num_classes
     from dwnas.errors import DwnasError
     from dwnas.space import Space
@@ -402,7 +404,7 @@ def _odn(args: argparse.Namespace) -> int:
                                         depth == bb.full_depth)
             rounds.append({"round": len(rounds) + 1, "depth": depth, "top1": accuracy["top1"],
                            "gain": None if previous is None else gain, "decision": decision,
-                           "loss": history[-1]["loss"]})
+                           "loss": history[-1]["loss"], "images": images_seen(history)})
             run.log_metrics({"depth": depth, "top1": accuracy["top1"]}, step=len(rounds))
             log(f"odn {args.backbone}: round {len(rounds)} at depth {depth}: top-1 "
                 f"{accuracy['top1']:.4f} -> {decision}")
@@ -429,7 +431,8 @@ def _odn(args: argparse.Namespace) -> int:
                                "target_top1": criterion.target_top1,
                                "target_reached": accuracy["top1"] >= criterion.target_top1,
                                "stop_reason": decision.removeprefix("stop:"),
-                               "epochs": epochs_used, "rounds": rounds},
+                               "epochs": epochs_used, "rounds": rounds,
+                               "images_seen": sum(r["images"] for r in rounds)},
                 params=params, run=run)
     return 0
 

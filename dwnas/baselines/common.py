@@ -35,6 +35,12 @@ def device() -> torch.device:
 
 
 # -- training ---------------------------------------------------------------------------------------
+def images_seen(*histories: list[dict]) -> int:
+    """Training images passed through the network over ``fit`` histories (the training budget
+    the main table reports; docs/training.md "Training budget")."""
+    return sum(int(epoch["images"]) for history in histories for epoch in history)
+
+
 def fit(model: nn.Module, prepared: str | Path, recipe, resolution: int, seed: int, *,
         workers: int = 0, forward: Callable | None = None, teacher: nn.Module | None = None,
         on_step: Callable[[float], None] | None = None, desc: str = "fit") -> list[dict]:
@@ -91,7 +97,7 @@ def fit(model: nn.Module, prepared: str | Path, recipe, resolution: int, seed: i
             total += loss.item() * len(y)
             images += len(y)
         seconds = time.monotonic() - started
-        history.append({"epoch": epoch + 1, "loss": total / max(images, 1),
+        history.append({"epoch": epoch + 1, "loss": total / max(images, 1), "images": images,
                         "lr": optimizer.param_groups[0]["lr"],
                         "images_per_s": images / max(seconds, 1e-9)})
         log(f"{desc} epoch {epoch + 1}/{recipe.epochs}: loss {history[-1]['loss']:.4g}, "

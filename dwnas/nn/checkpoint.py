@@ -69,6 +69,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return ckpt
 
 
+def checkpoint_images_seen(ckpt: dict) -> int:
+    """Training images that passed through the supernet over its whole lineage (the training
+    stage writes ``images_seen_total`` into the checkpoint's summary); 0 when not recorded."""
+    summary = (ckpt.get("extra") or {}).get("summary") or {}
+    return int(summary.get("images_seen_total", 0))
+
+
 def load_supernet(path: str | os.PathLike, expect_space: Space | None = None):
     """Rebuild the supernet saved at ``path``; returns ``(supernet, checkpoint_dict)``.
 

@@ -85,6 +85,7 @@ def main_table(measure_paths) -> pd.DataFrame:
             "latency_deep_ms": forms["deep"]["latency_ms"],
             "latency_shallow_ms": forms["shallow"]["latency_ms"],
             "latency_deep_only_ms": forms["deep-only"]["latency_ms"] if "deep-only" in forms else None,
+            "images_seen": transform.get("images_seen", summary.get("images_seen")),
             "depth_found": summary.get("depth_found"), "full_depth": summary.get("full_depth"),
             "memory_saved": summary.get("memory_saved"),
         }
@@ -116,6 +117,7 @@ def latency_unit(table: pd.DataFrame) -> str:
 COLUMNS = {
     "method": "Method", "budget": "Budget", "device": "Device", "runtime": "Runtime",
     "top1": "Top-1 (%) [95% CI]", "top1_shallow_file": "Top-1 shallow file (%)",
+    "images_seen": "Training images seen (k)",
     "macs_deep": "MMACs deep", "macs_shallow": "MMACs shallow",
     "params_deep": "Params deep (M)", "params_shallow": "Params shallow (M)",
     "layers_deep": "Layers deep", "layers_shallow": "Layers shallow",
@@ -146,6 +148,7 @@ def presentable(table: pd.DataFrame) -> pd.DataFrame:
     for name in ("speedup", "speedup_vs_deep_only"):
         out[name] = [_with_interval(v, lo, hi) for v, lo, hi in
                      zip(out[name], out[f"{name}_ci_low"], out[f"{name}_ci_high"], strict=True)]
+    out["images_seen"] = out["images_seen"] / 1e3
     for col in ("macs_deep", "macs_shallow"):
         out[col] = out[col] / 1e6
     for col in ("params_deep", "params_shallow"):
@@ -175,7 +178,9 @@ def write_tables(table: pd.DataFrame, out_dir: Path, stem: str = "main_table") -
     footer = ("\n- Speed-ups: deep, shallow and deep-only timed side by side in interleaved rounds "
               "in one process; 95% paired-bootstrap intervals; identical graphs are 1 by "
               "construction.\n- Top-1: evaluated on the full validation split, 95% Wilson interval;"
-              " the shallow file's own top-1 beside it.")
+              " the shallow file's own top-1 beside it.\n- Training images seen: every image passed "
+              "through the network or its supernet in training, over the whole lineage "
+              "(weight-sharing supernets count every subnet of a step; docs/training.md).")
     footer += "".join(f"\n- Energy {n}" for n in notes)
     write_text(paths[1], nice.to_markdown(index=False, floatfmt=".3g") + "\n" + footer + "\n")
     write_text(paths[2], nice.to_latex(index=False, float_format="%.3g", na_rep="--"))

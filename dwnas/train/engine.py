@@ -169,13 +169,14 @@ class Trainer:
 
     # -- set-up -----------------------------------------------------------------------------
     def _build_model(self, num_classes: int):
-        from dwnas.nn.checkpoint import load_supernet
+        from dwnas.nn.checkpoint import checkpoint_images_seen, load_supernet
         from dwnas.nn.supernet import Supernet
         from dwnas.space import Space
 
         seed_everything(self.job.seed)
         if self.job.init is not None:
             model, ckpt = load_supernet(self.job.init)
+            self._init_images_seen = checkpoint_images_seen(ckpt)
             if ckpt["num_classes"] != num_classes:
                 raise DwnasError(
                     f"{self.job.init}: checkpoint has {ckpt['num_classes']} classes, the dataset "
@@ -320,7 +321,8 @@ class Trainer:
                     f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch"))
                 self.on_epoch(metrics, step)
             self._save_state(model, optimizer, scheduler, step, history)
-        return self._finish(model, space, history, n_classes)
+        return self._finish(model, space, history, n_classes,
+                            total_steps * recipe.batch_size * ctx.world_size * recipe.subnets_per_step)
 
     # -- checkpoints ----------------------------------------------------------------------------
     def _save_state(self, model, optimizer, scheduler, step: int, history: list) -> None:
@@ -392,7 +394,7 @@ class Trainer:
             return None
         return state
 
-    def _finish(self, model, space, history: list, n_classes: int) -> dict:
+    def _finish(self, model, space, history: list, n_classes: int, images_seen: int) -> dict:
         from dwnas.nn.checkpoint import save_supernet
 
         job = self.job
@@ -400,6 +402,9 @@ class Trainer:
         summary = {
             "stage": job.stage,
             "epochs": job.recipe.epochs,
+            # every subnet of a step sees the batch (drop_last: full batches only)
+            "images_seen": images_seen,
+            "images_seen_total": images_seen + getattr(self, "_init_images_seen", 0),
             "resolution": {"min": job.resolution[0], "max": job.resolution[1]},
             "num_classes": n_classes,
             "world_size": self.ctx.world_size,

@@ -32,7 +32,7 @@ def _transform(args: argparse.Namespace) -> int:
     from dwnas import track
     from dwnas.errors import DwnasError
     from dwnas.io import atomic_dir, write_json
-    from dwnas.nn.checkpoint import load_supernet
+    from dwnas.nn.checkpoint import checkpoint_images_seen, load_supernet
     from dwnas.space import Arch
     from dwnas.train.evaluate import EvalData, file_digest
     from dwnas.transform.deploy import export_network
@@ -59,7 +59,8 @@ def _transform(args: argparse.Namespace) -> int:
         summary = {"arch": arch.to_dict(), **figures, "blocks": len(arch.blocks),
                    "linear_blocks": arch.num_linear, "checkpoint": str(args.checkpoint),
                    "checkpoint_sha256": file_digest(args.checkpoint),
-                   "space_fingerprint": ckpt["fingerprint"]}
+                   "space_fingerprint": ckpt["fingerprint"],
+                   "images_seen": checkpoint_images_seen(ckpt)}
         write_json(tmp / "transform.json", summary)
     metrics = {k: v for k, v in summary.items()
                if isinstance(v, int | float) and not isinstance(v, bool)}
