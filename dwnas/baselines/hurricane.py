@@ -9,8 +9,9 @@ supernet, and a two-stage search. The details below are this project's reading (
   squeeze-excitation on or off; ``skip`` (identity) in every layer but a stage's first.
 * **Pre-selection** (:func:`preselect`): every operator is timed at every layer position on the
   device (BN folded, the measurement backend of ``dwnas measure``); per position the ``keep_ops``
-  operators that do the most work per millisecond (MACs / measured latency) are kept, plus the
-  fastest one so that every budget the full set could meet stays reachable.
+  operators that run fastest there are kept, as the paper pre-selects the operators that are fast
+  on the target device (by MACs per millisecond, as until issue 12, every pick was a heavy fused
+  block that does much work quickly but is slow in absolute terms).
 * **Supernet** (:class:`OpSupernet`): the project's macro structure (stem, fixed first block,
   stages, head) with one independent module per kept operator and layer, trained one uniformly
   sampled path per step (SPOS).
@@ -204,19 +205,15 @@ def profile_ops(space, ops: list[Op], resolution: int, measure, num_classes: int
 
 
 def preselect(entries: dict[str, dict], keep: int) -> list[str]:
-    """The ``keep`` operators with the most MACs per measured millisecond, plus the fastest."""
+    """The ``keep`` operators with the lowest measured latency at this position, fastest first
+    (the fastest is always kept, so every budget the full set could meet stays reachable)."""
     if keep < 1:
         raise DwnasError(f"hurricane.keep_ops: must be >= 1 (got {keep})")
-    ranked = sorted(entries, key=lambda n: (-entries[n]["macs"] / max(entries[n]["ms"], 1e-9), n))
-    chosen = ranked[:keep]
-    fastest = min(entries, key=lambda n: (entries[n]["ms"], n))
-    if fastest not in chosen:
-        chosen.append(fastest)
-    return chosen
+    return sorted(entries, key=lambda n: (entries[n]["ms"], n))[:keep]
 
 
 def layer_choices(space, table: dict, keep: int) -> list[list[str]]:
-    """Per layer, its pre-selected operators (most efficient first), plus ``skip`` where the
+    """Per layer, its pre-selected operators (fastest first), plus ``skip`` where the
     layer keeps the shape (every layer but a stage's first)."""
     kept = {pos: preselect(entries, keep) for pos, entries in table["positions"].items()}
     return [kept[layer.position] + ([] if layer.first else [SKIP]) for layer in layers_of(space)]
