@@ -426,3 +426,35 @@ def test_workflow_plans_every_baseline_before_the_report(tmp_path):
     assert jobs["profile"] == runtimes
     report = plan[plan.index("rule report:"):]
     assert "results/smoke/measure/odn/mbconv/host/onnxruntime.json" in report.split("output:")[0]
+
+
+def test_depthshrinker_fine_tuning_does_not_lose_accuracy(prepared, tmp_path):
+    """Issue 12: with the default params' recipe, fine-tuning the shrunk network keeps at least
+    the top-1 it had abruptly linearised (distilling from the deep form lost 8-10 points)."""
+    from training_args import supernet_args
+
+    from dwnas.search.evolution import deep_only
+    from dwnas.space import Space
+
+    assert main(supernet_args(prepared, tmp_path, epochs=4)) == 0
+    space = Space.from_params(SMOKE["space"])
+    (tmp_path / "deep.json").write_text(deep_only(space.largest()).with_resolution(32).to_json())
+    default = yaml.safe_load((REPO / "params/default.yaml").read_text())
+    recipe = dict(default["baselines"]["depthshrinker"]["recipe"], batch_size=16, epochs=2)
+    ok(["baseline", "depthshrinker", "--prepared", str(prepared), "--calib-images", "48",
+        "--eval-batch", "32", "--checkpoint", str(tmp_path / "supernet.pt"),
+        "--arch", str(tmp_path / "deep.json"), "--budget", "75pct", "--linear-fraction", "0.5",
+        "--recipe", json.dumps(recipe), "--runtimes", "onnxruntime", "--out", str(tmp_path / "ds")])
+    summary = json.loads((tmp_path / "ds/summary.json").read_text())
+    assert summary["top1"] >= summary["top1_before_finetune"]
+    assert set(summary["finetune_train_top1"]) == {"before", "after"}
+    # a fine-tuning that wrecks the network is not kept: the result is the linearised network
+    wreck = dict(recipe, lr=5.0, weight_decay=0.0, grad_clip=None)
+    ok(["baseline", "depthshrinker", "--prepared", str(prepared), "--calib-images", "48",
+        "--eval-batch", "32", "--checkpoint", str(tmp_path / "supernet.pt"),
+        "--arch", str(tmp_path / "deep.json"), "--budget", "75pct", "--linear-fraction", "0.5",
+        "--recipe", json.dumps(wreck), "--runtimes", "onnxruntime", "--out", str(tmp_path / "w")])
+    wrecked = json.loads((tmp_path / "w/summary.json").read_text())
+    assert not wrecked["finetune_kept"]
+    assert wrecked["finetune_train_top1"]["after"] < wrecked["finetune_train_top1"]["before"]
+    assert wrecked["top1"] == wrecked["top1_before_finetune"]

@@ -187,12 +187,23 @@ def _depthshrinker(args: argparse.Namespace) -> int:
         for epoch in history:
             run.log_metrics(epoch, step=epoch["epoch"])
         ds.set_alpha(student, 1.0)
+        # fine-tuning must not make the network worse than abruptly linearised: judged on
+        # training images (the calibration sample), never on the validation split
+        train_top1 = {"before": data.train_accuracy(supernet.subnet(shrunk), resolution)["top1"],
+                      "after": data.train_accuracy(student, resolution)["top1"]}
+        kept = train_top1["after"] >= train_top1["before"]
+        if not kept:
+            student.load_state_dict(supernet.subnet(shrunk).state_dict())
+            log(f"depthshrinker {args.budget}: fine-tuning lowered training-image top-1 "
+                f"{train_top1['before']:.4f} -> {train_top1['after']:.4f}; kept the network as "
+                "linearised")
         _finish("depthshrinker", args.budget, student, Path(args.out), resolution, args,
                 evaluation=data, description=shrunk.to_dict(), extra_files={},
                 summary_extra={"source_arch": str(args.arch), "linear_blocks": chosen,
                                "num_linear": len(chosen), "blocks": len(deep.blocks),
                                "top1_deep": top1(deep), "top1_before_finetune": top1(shrunk),
                                "ranking": ranking, "finetune": history,
+                               "finetune_kept": kept, "finetune_train_top1": train_top1,
                                "epochs": recipe.epochs,
                                "images_seen": checkpoint_images_seen(ckpt) + images_seen(history)},
                 params=params, run=run, space_fingerprint=ckpt["fingerprint"])

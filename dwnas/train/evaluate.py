@@ -137,6 +137,14 @@ class EvalData:
         model.cpu()
         return result
 
+    def train_accuracy(self, model: nn.Module, resolution: int) -> dict:
+        """Top-1/top-5 on the calibration images (a sample of the *training* split): a check
+        that can steer a procedure without looking at the validation split."""
+        self.calibrate(model, resolution)
+        result = accuracy(model, self.calib, resolution, self.batch_size, default_device())
+        model.cpu()
+        return result
+
 
 class EvalCache:
     """Accuracies keyed by (checkpoint digest, arch JSON, resolution), persisted as JSON."""
