@@ -31,10 +31,13 @@ def progress(
     done = reported = 0
 
     def report(count: int, now: float) -> None:
+        if count == 0:
+            print(f"{desc}: 0/{total if total else '?'} started", file=stream, flush=True)
+            return
         elapsed = now - start
         rate = count / max(elapsed, 1e-9)
         if total:
-            eta = f"ETA {(total - count) / rate:.0f}s" if rate > 0 else "ETA unknown"
+            eta = f"ETA {(total - count) / rate:.0f}s"
             text = f"{count}/{total} ({100 * count / total:.0f}%), {rate:.2f} it/s, {eta}"
         else:
             text = f"{count} done, {rate:.2f} it/s"
