@@ -250,7 +250,33 @@ def dvc_commit(project: Path, params: Path) -> int:
         raise DwnasError("dvc not found on PATH (pip install -e .): cannot record the run in dvc.lock")
     print("dvc: recording this run's outputs in dvc.lock (dvc commit -f)", file=sys.stderr,
           flush=True)
-    return subprocess.call([dvc, "commit", "-f", "--quiet"], cwd=project)
+    times = modification_times(project / "results")
+    rc = subprocess.call([dvc, "commit", "-f", "--quiet"], cwd=project)
+    restore_modification_times(times)
+    return rc
+
+
+def modification_times(root: Path) -> dict[Path, tuple[int, int]]:
+    """``(atime_ns, mtime_ns)`` of every file and folder under ``root``."""
+    if not root.is_dir():
+        return {}
+    times = {}
+    for path in [root, *root.rglob("*")]:
+        with contextlib.suppress(OSError):
+            st = path.lstat()
+            times[path] = (st.st_atime_ns, st.st_mtime_ns)
+    return times
+
+
+def restore_modification_times(times: dict[Path, tuple[int, int]]) -> None:
+    """Put back the times :func:`modification_times` saw. ``dvc commit`` moves each output into
+    its cache and copies it back: same bytes, a new modification time, in DVC's order, which
+    Snakemake's mtime trigger would read as inputs newer than outputs. Folders last (re-creating
+    their files changes them)."""
+    for path, (atime, mtime) in sorted(times.items(), key=lambda item: -len(item[0].parts)):
+        with contextlib.suppress(OSError):
+            if path.lstat().st_mtime_ns != mtime:
+                os.utime(path, ns=(atime, mtime), follow_symlinks=False)
 
 
 # The command --------------------------------------------------------------------------------

@@ -224,3 +224,42 @@ def test_dwnas_run_bad_params_file_is_one_error_line(project):
     done = run([str(BIN / "dwnas"), "run", "--configfile", "params/nope.yaml"], project)
     assert done.returncode == 2
     assert done.stderr.strip() == "error: params/nope.yaml: params file not found"
+
+
+def test_dvc_commit_records_the_run_and_keeps_modification_times(tmp_path):
+    """`dwnas run --dvc-commit`'s last step, with the real dvc: dvc.lock records the outputs,
+    `dvc status` is clean, and Snakemake's view (modification times) is what it was."""
+    from dwnas.pipeline import dvc_commit
+
+    project = tmp_path / "p"
+    (project / "params").mkdir(parents=True)
+    (project / "params/p.yaml").write_text("name: p\nx: 1\n")
+    (project / "dvc.yaml").write_text(
+        "vars:\n  - params/p.yaml:name\nstages:\n  s:\n    cmd: 'true'\n"
+        "    params:\n      - params/p.yaml:\n          - x\n"
+        "    outs:\n      - results/${name}/out:\n          persist: true\n"
+        "      - results/${name}/one.txt:\n          persist: true\n")
+    out = project / "results/p/out"
+    out.mkdir(parents=True)
+    (out / "a.txt").write_text("a")
+    (project / "results/p/one.txt").write_text("one")
+    for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"]):
+        subprocess.run(cmd, cwd=project, check=True, env=env())
+    for i, path in enumerate([out / "a.txt", out, project / "results/p/one.txt"]):
+        os.utime(path, ns=(10**18 + i, 10**18 + i))
+    before = {p: p.stat().st_mtime_ns for p in (out / "a.txt", out, project / "results/p/one.txt")}
+    cwd = os.getcwd()
+    os.chdir(project)
+    try:
+        assert dvc_commit(project, Path("params/p.yaml")) == 0
+    finally:
+        os.chdir(cwd)
+    assert "results/p/one.txt" in (project / "dvc.lock").read_text()
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    status = run([str(BIN / "dvc"), "status"], project)
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout
+    other = tmp_path / "other.yaml"
+    other.write_text("name: q\n")
+    (project / "dvc.lock").unlink()
+    assert dvc_commit(project, other) == 0  # another params file: dvc.lock left alone
+    assert not (project / "dvc.lock").exists()
