@@ -155,12 +155,14 @@ def test_killed_run_restarts_with_make_run_alone(restarted):
     assert restarted["left_after_first"] == []  # its jobs did not outlive snakemake
     assert restarted["locks_after_first"]  # the kill left snakemake's lock behind
 
-    rc, _, _ = restarted["second"]
+    rc, _, err = restarted["second"]
     assert rc == -signal.SIGKILL
+    assert "removing the stale lock" in err  # left by the snakemake killed in step 1
     assert restarted["left_after_second"] == []  # snakemake and the jobs stopped with `make run`
 
     third = restarted["third"]
     assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    assert "removing the stale lock" in third.stderr  # snakemake died with `make run` in step 2
     report = restarted["project"] / "results/smoke/report/summary.json"
     assert json.loads(report.read_text())["rows"] > 0
     after = restarted["done_after_third"]
