@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --progress-bar on -e ".[dev]"
 	touch $(STAMP)
 
+# `dwnas run` = snakemake with the workflow profile (profiles/default: rerun-incomplete), plus:
+# a stale lock of a killed snakemake is removed, snakemake and its jobs stop together, and a
+# complete run of dvc.yaml's params file is recorded in dvc.lock (dvc commit -f). So after a kill,
+# `make run` again is all it takes (docs/pipeline.md, "Restarting").
 run: $(STAMP)
-	snakemake --cores $(CORES) --configfile $(PARAMS)
+	dwnas run --cores $(CORES) --configfile $(PARAMS) --dvc-commit
 
 test: $(STAMP)
 	pytest

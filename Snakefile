@@ -12,6 +12,7 @@ from snakemake.exceptions import WorkflowError
 
 from dwnas.config import check_all, params_hash
 from dwnas.errors import DwnasError
+from dwnas.pipeline import check_granted_gpus, code_digest
 
 
 if not workflow.overwrite_configfiles:  # --configfile replaces the default, never merges into it
@@ -19,8 +20,14 @@ if not workflow.overwrite_configfiles:  # --configfile replaces the default, nev
     configfile: str(Path(workflow.basedir, "params/default.yaml"))
 
 
-PARAMS_FILE = str(
-    Path(workflow.overwrite_configfiles[-1]).resolve()
+def here(path):
+    """``path`` relative to the working directory: what Snakemake records (inputs, params) must not
+    name the checkout's location, so a moved or re-cloned checkout re-runs nothing."""
+    return os.path.relpath(path)
+
+
+PARAMS_FILE = here(
+    workflow.overwrite_configfiles[-1]
     if workflow.overwrite_configfiles
     else Path(workflow.basedir, "params/default.yaml")
 )
@@ -64,13 +71,10 @@ def as_json(value):
 
 
 def package_code(*parts):
-    """The package sources a rule runs, declared as inputs so that editing them re-runs it
-    (relative to the Snakefile, so `snakemake -d elsewhere` works)."""
-    files = []
-    for part in parts:
-        path = PACKAGE / part
-        files += sorted(str(p) for p in path.rglob("*.py")) if path.is_dir() else [str(path)]
-    return files
+    """A rule's `code` param: the digest of the package sources it runs (found beside the
+    Snakefile), so an edit to them re-runs it and what follows (Snakemake's params trigger), while
+    a moved checkout, a fresh clone or a touched file re-runs nothing."""
+    return code_digest(PACKAGE, parts)
 
 
 include: "workflow/rules/data.smk"
@@ -78,6 +82,15 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/transform.smk"
 include: "workflow/rules/baselines.smk"
+
+
+try:  # a profile grants resources; it never changes how many processes a rule runs
+    check_granted_gpus({"train_supernet": TRAIN["supernet"]["nproc"],
+                        "train_elastic": TRAIN["elastic"]["nproc"],
+                        "baseline_mobilenetv2": MNV2["recipe"]["nproc"]},
+                       workflow.resource_settings.overwrite_resources)
+except DwnasError as exc:
+    raise WorkflowError(f"error: {exc}") from None
 
 
 rule all:

@@ -17,6 +17,7 @@ import sys
 from dwnas import __version__, track
 from dwnas.errors import DwnasError
 from dwnas.io import WRITE_ERRNOS
+from dwnas.pipeline import follow_runner
 
 # Modules that register sub-commands, in the order they appear in ``dwnas --help``.
 COMMAND_MODULES = [
@@ -29,6 +30,7 @@ COMMAND_MODULES = [
     "dwnas.baselines.commands",  # baseline mobilenetv2 / depthshrinker / hurricane / odn
     "dwnas.report.commands",  # report
     "dwnas.config_commands",
+    "dwnas.pipeline",  # run: snakemake, restartable after a kill
 ]
 
 
@@ -62,6 +64,7 @@ def _write_error(exc: OSError) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    follow_runner()  # a stage of `dwnas run` stops when that run is killed
     try:
         track.set_extra_tags(args.tag)
         result = args.func(args)

@@ -19,7 +19,8 @@ def progress(
     every_s: float = 10.0,
     stream=None,
 ) -> Iterator[T]:
-    """Iterate with feedback: a tqdm bar on a TTY, else a line every ``every_s`` seconds with ETA."""
+    """Iterate with feedback: a tqdm bar on a TTY, else plain lines with ETA: one at the start, one
+    every ``every_s`` seconds, and one at the end (also when the caller leaves the loop early)."""
     stream = stream or sys.stderr
     if total is None and hasattr(iterable, "__len__"):
         total = len(iterable)  # type: ignore[arg-type]
@@ -27,19 +28,29 @@ def progress(
         yield from tqdm(iterable, total=total, desc=desc, file=stream, dynamic_ncols=True)
         return
     start = last = time.monotonic()
-    for done, item in enumerate(iterable, start=1):
-        yield item
-        now = time.monotonic()
-        if now - last >= every_s or (total is not None and done == total):
-            last = now
-            rate = done / max(now - start, 1e-9)
-            if total:
-                eta = (total - done) / rate if rate > 0 else float("inf")
-                print(
-                    f"{desc}: {done}/{total} ({100 * done / total:.0f}%), "
-                    f"{rate:.2f} it/s, ETA {eta:.0f}s",
-                    file=stream,
-                    flush=True,
-                )
-            else:
-                print(f"{desc}: {done} done, {rate:.2f} it/s", file=stream, flush=True)
+    done = reported = 0
+
+    def report(count: int, now: float) -> None:
+        if count == 0:
+            print(f"{desc}: 0/{total if total else '?'} started", file=stream, flush=True)
+            return
+        elapsed = now - start
+        rate = count / max(elapsed, 1e-9)
+        if total:
+            eta = f"ETA {(total - count) / rate:.0f}s"
+            text = f"{count}/{total} ({100 * count / total:.0f}%), {rate:.2f} it/s, {eta}"
+        else:
+            text = f"{count} done, {rate:.2f} it/s"
+        print(f"{desc}: {text}, {elapsed:.0f}s elapsed", file=stream, flush=True)
+
+    report(0, start)  # at once: the phase started and how much it has to do
+    try:
+        for done, item in enumerate(iterable, start=1):
+            yield item
+            now = time.monotonic()
+            if now - last >= every_s:
+                last, reported = now, done
+                report(done, now)
+    finally:  # the last line, also when the caller stops early (break) or fails
+        if done != reported:
+            report(done, time.monotonic())

@@ -228,6 +228,8 @@ def test_packed_copy_is_used_by_default_and_matches_jpeg(prepared):
 def test_pack_command_rebuilds_and_stale_pack_is_refused(prepared, tmp_path):
     copy = tmp_path / "prepared"
     shutil.copytree(prepared, copy)
+    # the images sit beside the prepared dir, which names them relative to itself: they move along
+    shutil.copytree(Path(prepared).parent / "raw", tmp_path / "raw")
     assert main(["data", "pack", "--prepared", str(copy), "--size", "24", "--workers", "1"]) == 0
     array = np.load(copy / "packed" / "train.npy", mmap_mode="r")
     assert array.shape == (CLASSES * TRAIN, 24, 24, 3) and array.dtype == np.uint8

@@ -124,6 +124,24 @@ def assert_refused(tmp_path, capsys, root, *names, extra=(), subset="all"):
 # Accepted layouts ---------------------------------------------------------------------------
 
 
+def test_root_beside_the_output_moves_with_it_and_a_root_elsewhere_stays_absolute(tmp_path):
+    from dwnas.data.manifest import dataset_root
+
+    folder_tree(tmp_path / "a/raw", ["n00000001", "n00000002"], train=2, val=1)
+    rc, out = prepare(tmp_path / "a", tmp_path / "a/raw")
+    assert rc == 0
+    shutil.move(tmp_path / "a", tmp_path / "b")  # a moved results folder
+    moved = tmp_path / "b/prepared"
+    assert json.loads((moved / "summary.json").read_text())["root"] == "../raw"
+    assert dataset_root(moved).resolve() == (tmp_path / "b/raw").resolve()
+
+    elsewhere = folder_tree(tmp_path / "data/raw", ["n00000001", "n00000002"], train=2, val=1)
+    rc, out = prepare(tmp_path / "c", elsewhere)
+    assert rc == 0
+    assert json.loads((out / "summary.json").read_text())["root"] == str(elsewhere.absolute())
+    assert dataset_root(out) == elsewhere.absolute()
+
+
 def test_folder_layout_writes_manifests_classes_and_summary(tmp_path):
     root = folder_tree(tmp_path / "raw", ["n00000003", "n00000001", "n00000002"], train=3, val=2)
     (root / "train" / ".DS_Store").write_text("ignored: hidden")
@@ -145,7 +163,7 @@ def test_folder_layout_writes_manifests_classes_and_summary(tmp_path):
         for i, w in enumerate(["n00000001", "n00000002", "n00000003"])
     ]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["root"] == str(root.absolute())
+    assert summary["root"] == "../raw"  # beside the prepared directory: recorded relative to it
     assert summary["num_classes"] == 3
     assert summary["counts"] == {"train": 9, "val": 6}
     assert summary["images_per_class"] == {

@@ -310,7 +310,7 @@ def test_bad_params_fail_before_any_rule(tmp_path):
 
 
 def test_slurm_profile_dry_run(tmp_path):
-    done = _snakemake_elsewhere(tmp_path, "-n", "--profile", str(REPO / "workflow/profiles/slurm"),
+    done = _snakemake_elsewhere(tmp_path, "-n", "--profile", str(REPO / "profiles/slurm"),
                                 "--configfile", str(REPO / "params/smoke.yaml"))
     assert done.returncode == 0, done.stderr[-3000:]
     jobs = planned_jobs(done.stdout)

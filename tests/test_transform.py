@@ -215,3 +215,20 @@ def test_torch_export_and_onnx_files_round_trip(tmp_path):
     x = torch.randn(5, 3, 56, 56)  # any batch
     with torch.no_grad():
         assert torch.allclose(loaded(x), deep(x), atol=1e-5, rtol=1e-4)
+
+
+def test_exported_program_names_no_path_of_this_machine(tmp_path):
+    """A .pt2 is the same bytes on any machine: torch.export's source locations are dropped."""
+    import zipfile
+
+    import dwnas
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+    export_program(model, tmp_path / "m.pt2", 16)
+    package = str(Path(dwnas.__file__).parent.parent).encode()
+    with zipfile.ZipFile(tmp_path / "m.pt2") as archive:
+        for name in archive.namelist():
+            data = archive.read(name)
+            assert package not in data and b'"stack_trace": "File' not in data, name
+    out = torch.export.load(tmp_path / "m.pt2").module()(torch.randn(1, 3, 16, 16))
+    assert out.shape == (1, 4, 14, 14)

@@ -322,6 +322,17 @@ def _per_class_range(items: list[Item], wnids: list[str]) -> dict[str, int]:
     return {"min": min(values), "max": max(values)}
 
 
+def recorded_root(root: Path, out: str | os.PathLike) -> str:
+    """How summary.json names the image root: relative to the prepared directory when the images
+    sit beside it (the embedded dataset, ``results/<name>/data/synth``), so the results folder can
+    move; the absolute path of a dataset stored elsewhere (ImageNet). Read by
+    :func:`dwnas.data.manifest.dataset_root`."""
+    out = Path(out).absolute()
+    if root.is_relative_to(out.parent):
+        return os.path.relpath(root, out)
+    return str(root)
+
+
 def prepare(
     root: str | os.PathLike,
     subset: str,
@@ -412,7 +423,7 @@ def prepare(
 
     kinds = Counter(s["kind"] for s in skipped)
     summary = {
-        "root": str(root),
+        "root": recorded_root(root, out),
         "subset": subset,
         "num_classes": len(selected),
         "label_order": "sorted wnid",

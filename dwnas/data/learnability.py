@@ -17,10 +17,10 @@ def load_split(prepared_dir: str | Path, split: str) -> tuple[np.ndarray, np.nda
     """Decode every image of ``split`` into uint8 (N, 3, H, W) plus int64 labels."""
     from PIL import Image
 
-    from dwnas.data.manifest import read_manifest, read_summary
+    from dwnas.data.manifest import dataset_root, read_manifest
 
     prepared_dir = Path(prepared_dir)
-    root = Path(read_summary(prepared_dir)["root"])
+    root = dataset_root(prepared_dir)
     manifest = read_manifest(prepared_dir, split)
     images = []
     for rel in manifest.paths:

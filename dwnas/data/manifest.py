@@ -71,8 +71,8 @@ def num_classes(prepared_dir: str | Path) -> int:
 
 def dataset_root(prepared_dir: str | Path, root: str | Path | None = None) -> Path:
     """The image root: ``root`` when given (data moved, e.g. to a node's local disk), else the
-    absolute root recorded in summary.json."""
-    path = Path(root) if root is not None else Path(read_summary(prepared_dir)["root"])
+    root recorded in summary.json (absolute, or relative to the prepared directory)."""
+    path = Path(root) if root is not None else Path(prepared_dir) / read_summary(prepared_dir)["root"]
     if not path.is_dir():
         raise DwnasError(f"dataset root {path} does not exist (pass root= to override)")
     return path

@@ -82,6 +82,7 @@ def _search(args: argparse.Namespace) -> int:
     from dwnas.io import atomic_dir, write_json
     from dwnas.nn.checkpoint import load_supernet
     from dwnas.nn.counters import count_arch
+    from dwnas.progress import progress
     from dwnas.search.accuracy import RidgePredictor, kendall_tau, rank_correlation
     from dwnas.search.budgets import resolve_budgets
     from dwnas.search.evolution import EvolutionarySearch, SearchSettings, deep_only
@@ -133,7 +134,8 @@ def _search(args: argparse.Namespace) -> int:
 
         rng = random.Random(f"predictor:{args.seed}:{args.mode}")
         samples = [search.prepare(space.sample(rng)) for _ in range(predictor_samples)]
-        accs = [search.accuracy(a) for a in samples]
+        accs = [search.accuracy(a)
+                for a in progress(samples, desc=f"{args.mode} predictor: supernet top-1 of samples")]
         split = max(2, int(0.8 * len(samples)))
         held = RidgePredictor.fit(space, samples[:split], accs[:split])
         tau = kendall_tau([held.predict(space, a) for a in samples[split:]], accs[split:])
@@ -167,7 +169,9 @@ def _search(args: argparse.Namespace) -> int:
         # Double-Win's space contains deep-only's: its picks compete here too, so that with one
         # evaluator and one latency model Double-Win is never less accurate at a budget
         finalists += [a for a in included.get(label, []) if latency(a) <= budget]
-        best_arch = max(finalists, key=lambda a: (supernet_top1(a), -latency(a)))
+        top1 = {a.to_json(): supernet_top1(a)
+                 for a in progress(finalists, desc=f"{args.mode} {label}: supernet top-1 of finalists")}
+        best_arch = max(finalists, key=lambda a: (top1[a.to_json()], -latency(a)))
         counts = count_arch(space, best_arch, ckpt["num_classes"])
         archs[label] = best_arch
         rows.append({

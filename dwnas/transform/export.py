@@ -43,6 +43,8 @@ def export_program(model: nn.Module, path: str | os.PathLike, resolution: int,
         except Exception as exc:  # torch.export raises many types for untraceable code
             raise DwnasError(f"{path}: torch.export failed ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        for node in program.graph.nodes:  # source locations name this machine's checkout: the
+            node.meta.pop("stack_trace", None)  # same network must give the same file anywhere
         buffer = io.BytesIO()  # torch.export.save wants a .pt2 name; the atomic temp has none
         torch.export.save(program, buffer)
         with atomic_path(path) as tmp:

@@ -20,8 +20,9 @@ BASELINE_VARIANTS = {
 }
 BASELINE_MEASURES = [path for method, variants in BASELINE_VARIANTS.items() for variant in variants
                      for path in measured_rows(f"{R}/measure/{method}/{variant}")]
-BASELINE_CODE = package_code("baselines", "train", "nn", "transform", "search", "space.py",
-                             "data/loaders.py", "io.py", "measure/models.py")
+BASELINE_CODE_PARTS = ("baselines", "train", "nn", "transform", "search", "space.py",
+                       "data/loaders.py", "io.py", "measure/models.py")
+BASELINE_CODE = package_code(*BASELINE_CODE_PARTS)
 SEARCH_RATIOS = {k: SEARCH[k] for k in ("parent_ratio", "mutation_ratio", "mutate_prob",
                                          "mutate_resolution_prob", "max_tries")}
 
@@ -41,10 +42,10 @@ rule baseline_mobilenetv2:
         **baseline_outputs("mobilenetv2"),
     input:
         prepared=f"{R}/data/prepared",
-        code=BASELINE_CODE,
     wildcard_constraints:
         variant=variants_of("mobilenetv2"),
     params:
+        code=BASELINE_CODE,
         out=f"{R}/baselines/mobilenetv2/{{variant}}",
         width=lambda wildcards: parse_variant(wildcards.variant)[0],
         resolution=lambda wildcards: parse_variant(wildcards.variant)[1],
@@ -53,9 +54,10 @@ rule baseline_mobilenetv2:
         workers=config["data"]["workers"],
         eval=eval_flags(),
         runtimes=" ".join(RUNTIMES),
+        nproc=MNV2["recipe"]["nproc"],
     threads: workflow.cores
     resources:
-        gpu=MNV2["recipe"]["nproc"],
+        gpu=MNV2["recipe"]["nproc"],  # granted to the job; the processes come from params
     log:
         f"{R}/logs/baseline_mobilenetv2_{{variant}}.log",
     benchmark:
@@ -63,7 +65,7 @@ rule baseline_mobilenetv2:
     shell:
         "dwnas baseline mobilenetv2 --prepared {input.prepared} --width {params.width}"
         " --resolution {params.resolution} --recipe {params.recipe:q} --seed {params.seed}"
-        " --workers {params.workers} {params.eval} --runtimes {params.runtimes} --nproc {resources.gpu} --out {params.out}"
+        " --workers {params.workers} {params.eval} --runtimes {params.runtimes} --nproc {params.nproc} --out {params.out}"
         " > {log} 2>&1"
 
 
@@ -74,10 +76,10 @@ rule baseline_depthshrinker:
         ckpt=f"{R}/elastic/elastic.pt",
         arch=f"{R}/search/deep-only/arch/{{variant}}.json",
         prepared=f"{R}/data/prepared",
-        code=BASELINE_CODE,
     wildcard_constraints:
         variant=variants_of("depthshrinker"),
     params:
+        code=BASELINE_CODE,
         out=f"{R}/baselines/depthshrinker/{{variant}}",
         fraction=SHRINK["linear_fraction"],
         recipe=as_json(SHRINK["recipe"]),
@@ -109,8 +111,8 @@ rule baseline_hurricane_supernet:
         summary=f"{R}/baselines/hurricane/supernet/summary.json",
     input:
         prepared=f"{R}/data/prepared",
-        code=BASELINE_CODE + package_code("measure"),
     params:
+        code=package_code(*BASELINE_CODE_PARTS, "measure"),
         out=f"{R}/baselines/hurricane/supernet",
         space=as_json(config["space"]),
         settings=as_json({k: HURRICANE[k] for k in HURRICANE_SUPERNET_KEYS}),
@@ -136,10 +138,10 @@ rule baseline_hurricane:
         supernet=rules.baseline_hurricane_supernet.output.ckpt,
         lut=SEARCH_LUT,
         prepared=f"{R}/data/prepared",
-        code=BASELINE_CODE,
     wildcard_constraints:
         variant=variants_of("hurricane"),
     params:
+        code=BASELINE_CODE,
         out=f"{R}/baselines/hurricane/{{variant}}",
         budgets=as_json(SEARCH["budgets"]),
         settings=as_json({k: HURRICANE[k] for k in HURRICANE_SEARCH_KEYS}),
@@ -165,10 +167,10 @@ rule baseline_odn:
         **baseline_outputs("odn"),
     input:
         prepared=f"{R}/data/prepared",
-        code=BASELINE_CODE,
     wildcard_constraints:
         variant=variants_of("odn"),
     params:
+        code=BASELINE_CODE,
         out=f"{R}/baselines/odn/{{variant}}",
         space=lambda wildcards: (f"--space {shlex.quote(as_json(config['space']))}"
                                  if wildcards.variant == "mbconv" else ""),

@@ -13,9 +13,8 @@ def raw_tree(wildcards):
 rule data_synth:
     output:
         directory(f"{R}/data/synth"),
-    input:
-        code=package_code("data/synth.py", "io.py"),
     params:
+        code=package_code("data/synth.py", "io.py"),
         classes=DATA["synth"]["classes"],
         train=DATA["synth"]["train_per_class"],
         val=DATA["synth"]["val_per_class"],
@@ -35,8 +34,8 @@ rule data_prepare:
         directory(f"{R}/data/prepared"),
     input:
         raw=raw_tree,
-        code=package_code("data", "io.py"),
     params:
+        code=package_code("data", "io.py"),
         subset="all" if DATA["source"] == "synth" else DATA["subset"],
         on_corrupt=DATA["on_corrupt"],
         pack=f"--pack-size {DATA['packed_size']}" if DATA["packed_size"] else "",

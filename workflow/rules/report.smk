@@ -25,8 +25,8 @@ rule report:
         sweeps=expand(f"{R}/sweep/{{label}}.json", label=["non-elastic", "elastic"]),
         luts=expand(rules.profile.output.lut, runtime=RUNTIMES),
         fidelity=expand(rules.profile.output.fidelity, runtime=RUNTIMES),
-        code=package_code("report", "search/latency.py", "transform/deploy.py", "space.py"),
     params:
+        code=package_code("report", "search/latency.py", "transform/deploy.py", "space.py"),
         out=f"{R}/report",
         experiment=f"dwnas-{NAME}",
         space=as_json(config["space"]),

@@ -26,10 +26,10 @@ rule profile:  # one latency table per measured runtime; the search uses profile
         plot=f"{PROFILE_DIR}/lut_fidelity.png",
         summary=f"{PROFILE_DIR}/summary.json",
     input:
-        code=package_code("search", "nn", "transform", "measure", "space.py"),
     wildcard_constraints:
         runtime="|".join(RUNTIMES),
     params:
+        code=package_code("search", "nn", "transform", "measure", "space.py"),
         out=PROFILE_DIR,
         space=as_json(config["space"]),
         device=PROFILE["device"],
@@ -73,10 +73,10 @@ rule search:
         prepared=f"{R}/data/prepared",
         lut=SEARCH_LUT,
         include=deep_only_picks,
-        code=package_code("search", "train/evaluate.py", "nn", "space.py"),
     wildcard_constraints:
         mode="|".join(MODES),
     params:
+        code=package_code("search", "train/evaluate.py", "nn", "space.py"),
         out=f"{R}/search/{{mode}}",
         device=PROFILE["device"],
         runtime=PROFILE["runtime"],

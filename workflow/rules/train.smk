@@ -17,20 +17,21 @@ def eval_flags():
 rule train_supernet:
     input:
         prepared=f"{R}/data/prepared",
-        code=TRAIN_CODE,
     output:
         ckpt=f"{R}/supernet/supernet.pt",
         summary=f"{R}/supernet/summary.json",
     params:
+        code=TRAIN_CODE,
         recipe=as_json(TRAIN["supernet"]),
         space=as_json(config["space"]),
         resolution=TRAIN["supernet"]["resolution"],
         seed=config["seed"],
         workers=config["data"]["workers"],
         eval=eval_flags(),
+        nproc=TRAIN["supernet"]["nproc"],
     threads: workflow.cores
     resources:
-        gpu=TRAIN["supernet"]["nproc"],
+        gpu=TRAIN["supernet"]["nproc"],  # granted to the job; the processes come from params
     log:
         f"{R}/logs/train_supernet.log",
     benchmark:
@@ -38,7 +39,7 @@ rule train_supernet:
     shell:
         "dwnas train supernet --prepared {input.prepared} --space {params.space:q}"
         " --recipe {params.recipe:q} --resolution {params.resolution} --seed {params.seed}"
-        " --workers {params.workers} {params.eval} --nproc {resources.gpu}"
+        " --workers {params.workers} {params.eval} --nproc {params.nproc}"
         " --out {output.ckpt} --summary {output.summary} > {log} 2>&1"
 
 
@@ -55,22 +56,23 @@ rule train_elastic:
     input:
         prepared=f"{R}/data/prepared",
         init=f"{R}/supernet/supernet.pt",
-        code=TRAIN_CODE,
     output:
         ckpt=f"{R}/{{kind}}/{{kind}}.pt",
         summary=f"{R}/{{kind}}/summary.json",
     wildcard_constraints:
         kind="elastic|fixed",
     params:
+        code=TRAIN_CODE,
         recipe=as_json(TRAIN["elastic"]),
         lo=lambda wildcards: CONTINUATION_RESOLUTIONS[wildcards.kind][0],
         hi=lambda wildcards: CONTINUATION_RESOLUTIONS[wildcards.kind][1],
         seed=config["seed"],
         workers=config["data"]["workers"],
         eval=eval_flags(),
+        nproc=TRAIN["elastic"]["nproc"],
     threads: workflow.cores
     resources:
-        gpu=TRAIN["elastic"]["nproc"],
+        gpu=TRAIN["elastic"]["nproc"],  # granted to the job; the processes come from params
     log:
         f"{R}/logs/train_{{kind}}.log",
     benchmark:
@@ -78,7 +80,7 @@ rule train_elastic:
     shell:
         "dwnas train elastic --prepared {input.prepared} --init {input.init}"
         " --recipe {params.recipe:q} --resolution-min {params.lo} --resolution-max {params.hi}"
-        " --seed {params.seed} --workers {params.workers} {params.eval} --nproc {resources.gpu}"
+        " --seed {params.seed} --workers {params.workers} {params.eval} --nproc {params.nproc}"
         " --out {output.ckpt} --summary {output.summary} > {log} 2>&1"
 
 
@@ -89,12 +91,12 @@ rule train_sweep:
     input:
         ckpt=lambda wc: SWEEP_CHECKPOINTS[wc.label],
         prepared=f"{R}/data/prepared",
-        code=TRAIN_CODE,
     output:
         f"{R}/sweep/{{label}}.json",
     wildcard_constraints:
         label="elastic|non-elastic",
     params:
+        code=TRAIN_CODE,
         resolutions="{}:{}:{}".format(
             TRAIN["elastic"]["resolution"]["min"],
             TRAIN["elastic"]["resolution"]["max"],

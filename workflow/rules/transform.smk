@@ -28,10 +28,10 @@ rule transform:
         arch=f"{R}/search/{{mode}}/arch/{{budget}}.json",
         ckpt=f"{R}/elastic/elastic.pt",
         prepared=f"{R}/data/prepared",
-        code=package_code("transform", "nn", "space.py", "train/evaluate.py", "measure/models.py"),
     wildcard_constraints:
         mode="|".join(MODES),
     params:
+        code=package_code("transform", "nn", "space.py", "train/evaluate.py", "measure/models.py"),
         out=f"{R}/transform/{{mode}}/{{budget}}",
         params_file=PARAMS_FILE,
         runtimes=" ".join(RUNTIMES),
@@ -87,10 +87,10 @@ rule measure:
         f"{R}/measure/{{mode}}/{{budget}}/{{device}}/{{runtime}}.json",
     input:
         unpack(compared),
-        code=package_code("measure"),
     wildcard_constraints:
         runtime="|".join(RUNTIMES),
     params:
+        code=package_code("measure"),
         device=measure_device_flags,
         models=compared_models,
         resolution=lambda wildcards, input: json.loads(Path(input.summary).read_text())["resolution"],

@@ -1,0 +1,247 @@
+"""`make run` killed mid-pipeline and restarted with `make run` alone; then what a user does with
+the finished checkout: Snakemake's report, a moved copy, DVC status / push / pull / restore,
+metrics and plots.
+
+One fresh git project on params/smoke.yaml (dvc.yaml switched to smoke, as test_pipeline does),
+run through the Makefile's own `run` target:
+
+1. killed with SIGKILL to snakemake alone while `train_elastic` runs (its jobs must not outlive
+   it), 2. restarted, killed with SIGKILL to the whole `make` process group while the first
+   `measure` job runs, 3. restarted to completion. Nothing that had finished may run again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dwnas.pipeline import live_snakemakes
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+VENV = BIN.parent
+pytestmark = pytest.mark.slow
+
+
+def env() -> dict:
+    out = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "MLFLOW_DISABLE_TELEMETRY": "true",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    out.pop("MLFLOW_TRACKING_URI", None)
+    out.pop("MAKEFLAGS", None)
+    return out
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 1200):
+    done = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{cmd[:4]} failed ({done.returncode}):\n{done.stdout[-4000:]}\n"
+                             f"{done.stderr[-4000:]}")
+    return done
+
+
+def make_run() -> list[str]:
+    """The README's `make run`, on smoke params, with the test's venv (never reinstalled)."""
+    return ["make", "-o", str(VENV / ".installed-stamp"), "run", f"VENV={VENV}",
+            "PARAMS=params/smoke.yaml", "CORES=2"]
+
+
+def project_files(dest: Path) -> Path:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):
+        if (REPO / name).is_file() and name != "dvc.lock":
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    dvc_yaml = dest / "dvc.yaml"
+    dvc_yaml.write_text(dvc_yaml.read_text().replace("params/default.yaml", "params/smoke.yaml"))
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "smoke"]):
+        run(cmd, dest)
+    return dest
+
+
+def processes_in(project: Path) -> list[tuple[int, str]]:
+    """Processes working in ``project`` (their cwd), this test's own left out."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if Path(os.readlink(entry / "cwd")).resolve() == project.resolve():
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+                found.append((int(entry.name), cmd))
+        except OSError:
+            continue
+    return found
+
+
+def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"make ended ({proc.returncode}) before {what}:\n{out[-3000:]}\n"
+                                 f"{err[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def finished_outputs(results: Path) -> dict[str, int]:
+    """Every output file present, with its mtime (logs, benchmarks, resume state left out)."""
+    return {str(p.relative_to(results)): p.stat().st_mtime_ns for p in results.rglob("*")
+            if p.is_file() and p.relative_to(results).parts[0] not in ("logs", "benchmarks")
+            and not any(part.startswith(".") for part in p.relative_to(results).parts)
+            and ".state.pt" not in p.name}
+
+
+def start(project: Path) -> subprocess.Popen:
+    return subprocess.Popen(make_run(), cwd=project, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+@pytest.fixture(scope="module")
+def restarted(tmp_path_factory) -> dict:
+    project = project_files(tmp_path_factory.mktemp("restart") / "project")
+    results = project / "results/smoke"
+    seen: dict = {"project": project}
+
+    # 1. SIGKILL to snakemake alone, while train_elastic runs
+    make = start(project)
+    wait_for(lambda: (results / "logs/train_elastic.log").exists(), 900, "train_elastic", make)
+    time.sleep(1.0)
+    smk = live_snakemakes(project)
+    assert len(smk) == 1, smk
+    os.kill(smk[0], signal.SIGKILL)
+    out, err = make.communicate(timeout=120)
+    seen["first"] = (make.returncode, out, err)
+    time.sleep(2.0)
+    seen["left_after_first"] = processes_in(project)
+    seen["locks_after_first"] = sorted(p.name for p in (project / ".snakemake/locks").iterdir())
+    seen["done_after_first"] = finished_outputs(results)
+
+    # 2. restarted; SIGKILL to the whole `make run` process group while the first measure runs
+    make = start(project)
+    wait_for(lambda: any((results / "logs").glob("measure_*.log")), 1500, "a measure job", make)
+    time.sleep(1.0)
+    os.killpg(make.pid, signal.SIGKILL)
+    out, err = make.communicate(timeout=60)
+    seen["second"] = (make.returncode, out, err)
+    deadline = time.monotonic() + 15
+    while processes_in(project) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    seen["left_after_second"] = processes_in(project)
+    seen["done_after_second"] = finished_outputs(results)
+
+    # 3. `make run` alone completes
+    seen["third"] = run(make_run(), project, check=False, timeout=1800)
+    seen["done_after_third"] = finished_outputs(results)
+    return seen
+
+
+@pytest.mark.timeout(3600)
+def test_killed_run_restarts_with_make_run_alone(restarted):
+    rc, out, err = restarted["first"]
+    assert rc != 0
+    assert "snakemake was killed by signal 9" in err, err[-2000:]
+    assert restarted["left_after_first"] == []  # its jobs did not outlive snakemake
+    assert restarted["locks_after_first"]  # the kill left snakemake's lock behind
+
+    rc, _, err = restarted["second"]
+    assert rc == -signal.SIGKILL
+    assert "removing the stale lock" in err  # left by the snakemake killed in step 1
+    assert restarted["left_after_second"] == []  # snakemake and the jobs stopped with `make run`
+
+    third = restarted["third"]
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    assert "removing the stale lock" in third.stderr  # snakemake died with `make run` in step 2
+    report = restarted["project"] / "results/smoke/report/summary.json"
+    assert json.loads(report.read_text())["rows"] > 0
+    after = restarted["done_after_third"]
+    for done in (restarted["done_after_first"], restarted["done_after_second"]):
+        rerun = sorted(path for path, mtime in done.items() if after.get(path) != mtime)
+        assert rerun == [], f"finished outputs made again: {rerun[:10]}"
+    assert len(restarted["done_after_second"]) > len(restarted["done_after_first"]) > 0
+
+
+def test_after_the_restart_nothing_is_left_to_do(restarted):
+    project = restarted["project"]
+    dry = run([str(BIN / "snakemake"), "-n", "--configfile", "params/smoke.yaml"], project)
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    assert not any((project / ".snakemake/locks").iterdir())
+
+
+def test_snakemake_report_and_dag_with_no_flag(restarted):
+    project = restarted["project"]
+    done = run([str(BIN / "snakemake"), "--configfile", "params/smoke.yaml", "--report",
+                "report.html"], project, timeout=600)
+    assert (project / "report.html").stat().st_size > 10_000, done.stderr[-2000:]
+    dag = run([str(BIN / "snakemake"), "--configfile", "params/smoke.yaml", "--dag"], project)
+    assert dag.stdout.lstrip().startswith("digraph")
+
+
+def test_a_moved_checkout_reruns_nothing(restarted, tmp_path):
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(restarted["project"], moved, symlinks=True)
+    dry = run([str(BIN / "snakemake"), "-n", "--configfile", "params/smoke.yaml"], moved)
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
+
+
+def test_dvc_agrees_with_snakemake(restarted):
+    project = restarted["project"]
+    assert "recording this run's outputs in dvc.lock" in restarted["third"].stderr
+    cache = project / "dwnas/search/__pycache__"  # what importing the code leaves (not in git)
+    cache.mkdir(exist_ok=True)
+    (cache / "latency.cpython-311.pyc").write_bytes(b"byte code")
+    status = run([str(BIN / "dvc"), "status"], project)
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout
+    dry = run([str(BIN / "dvc"), "repro", "--dry"], project)
+    assert "didn't change, skipping" in dry.stdout and "Running stage" not in dry.stdout
+
+
+def test_dvc_push_pull_restore_metrics_and_plots(restarted, tmp_path):
+    project = restarted["project"]
+    dvc = str(BIN / "dvc")
+    pushed = run([dvc, "push"], project)
+    assert "files pushed" in pushed.stdout or "file pushed" in pushed.stdout, pushed.stdout
+    restore = run(["make", "-o", str(VENV / ".installed-stamp"), "restore", f"VENV={VENV}",
+                   "PARAMS=params/smoke.yaml"], project)
+    assert restore.returncode == 0
+    run(["git", "add", "dvc.lock"], project)
+    run(["git", "commit", "-qm", "run"], project)
+
+    diff = run([dvc, "metrics", "diff", "HEAD", "--all", "--json"], project)
+    metrics = json.loads(diff.stdout)["results/smoke/report/summary.json"]
+    assert metrics["best_speedup"]["old"] == metrics["best_speedup"]["new"] is not None
+    shown = run([dvc, "plots", "show", "--json", "-o", str(tmp_path / "plots")], project)
+    plots = json.loads(shown.stdout)["data"]
+    for name, (x, y) in {"main_table.csv": ("latency_shallow_ms", "top1"),
+                         "lut_fidelity_pipeline.json": ("measured_ms", "predicted_ms")}.items():
+        (spec,) = plots[f"results/smoke/report/{name}"]
+        content = spec["content"]
+        assert content["encoding"]["x"]["field"] == x and content["encoding"]["y"]["field"] == y
+        assert content["encoding"]["color"]["field"] == "method"
+        values = content["data"]["values"]
+        assert len({row["method"] for row in values}) >= 2 and all(row[x] != "" for row in values)
+    for image in ("pareto.png", "lut_fidelity.png"):
+        assert plots[f"results/smoke/report/{image}"][0]["type"] == "image"
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    (clone / ".dvc/config.local").write_text(
+        f"['remote \"local\"']\n    url = {project.parent / 'dwnas-dvc-store'}\n")
+    run([dvc, "pull"], clone)
+    assert (clone / "results/smoke/elastic/elastic.pt").is_file()
+    run(["make", "-o", str(VENV / ".installed-stamp"), "restore", f"VENV={VENV}",
+         "PARAMS=params/smoke.yaml"], clone)
+    dry = run([str(BIN / "snakemake"), "-n", "--configfile", "params/smoke.yaml"], clone)
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
+    assert "Data and pipelines are up to date" in run([dvc, "status"], clone).stdout

@@ -1,0 +1,265 @@
+"""The workflow as Snakemake users drive it, without running a stage: the profile found with no
+flag, what a cluster profile may change, code digests, and `dwnas run`'s restart machinery (stale
+locks, process groups). End-to-end restarts are in test_restart.py (slow)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dwnas.errors import DwnasError
+from dwnas.pipeline import (
+    check_granted_gpus,
+    code_digest,
+    dvc_params_file,
+    group_members,
+    live_snakemakes,
+    stop_group,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def env() -> dict:
+    return {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DWNAS_TRACKING": "0"}
+
+
+def clone(dest: Path) -> Path:
+    """The repo's tracked files, as a fresh clone has them (no .snakemake, no results)."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    for name in ("dwnas/pipeline.py", "profiles/default/config.yaml", "profiles/slurm/config.yaml"):
+        if not (dest / name).exists():  # before the files are committed
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    return dest
+
+
+def run(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    return clone(tmp_path_factory.mktemp("clone"))
+
+
+def test_snakemake_finds_the_default_profile_with_no_flag(project):
+    """`--dag`, `--rulegraph` and `--lint` need cores: the profile gives them on a fresh clone."""
+    for flag in ("--dag", "--rulegraph"):
+        done = run([str(BIN / "snakemake"), flag], project)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "workflow specific profile profiles/default" in done.stderr
+        assert done.stdout.lstrip().startswith("digraph"), flag
+    lint = run([str(BIN / "snakemake"), "--lint"], project)
+    assert "Workflow requires a total number of cores" not in lint.stdout + lint.stderr
+    assert "Lints for rule" in lint.stdout + lint.stderr  # it linted (conda/container advice)
+    dry = run([str(BIN / "snakemake"), "-n", "--configfile", "params/smoke.yaml"], project)
+    assert dry.returncode == 0 and "data_synth" in dry.stdout
+    assert "/" + str(project).strip("/") + "/dwnas" not in dry.stdout  # no absolute code inputs
+
+
+def _slurm_dry_run(project: Path, params: Path, profile: Path) -> subprocess.CompletedProcess:
+    return run([str(BIN / "snakemake"), "-n", "-p", "--profile", str(profile), "--configfile",
+                str(params)], project)
+
+
+def _nproc(project: Path, supernet: int, tmp_path: Path) -> Path:
+    params = yaml.safe_load((project / "params/smoke.yaml").read_text())
+    params["train"]["supernet"]["nproc"] = supernet
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def test_slurm_profile_grants_resources_and_params_decide_nproc(project, tmp_path):
+    slurm = project / "profiles/slurm"
+    done = _slurm_dry_run(project, project / "params/smoke.yaml", slurm)
+    assert done.returncode == 0, done.stderr[-3000:]
+    supernet = [line for line in done.stdout.splitlines() if "dwnas train supernet" in line]
+    assert supernet and all("--nproc 1 " in line for line in supernet)
+    two = _slurm_dry_run(project, _nproc(project, 2, tmp_path), slurm)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "--nproc 2 " in "".join(line for line in two.stdout.splitlines() if "train supernet" in line)
+
+
+def test_a_profile_that_changes_the_gpus_of_a_rule_is_an_error(project, tmp_path):
+    profile = tmp_path / "gpu8"
+    profile.mkdir()
+    config = yaml.safe_load((project / "profiles/slurm/config.yaml").read_text())
+    config["set-resources"]["train_supernet"]["gpu"] = 8
+    (profile / "config.yaml").write_text(yaml.safe_dump(config))
+    done = _slurm_dry_run(project, project / "params/smoke.yaml", profile)
+    assert done.returncode != 0
+    errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "train_supernet: gpu=8" in errors[0] and "nproc 1" in errors[0]
+    ok = _slurm_dry_run(project, _nproc(project, 8, tmp_path), profile)  # params agree: fine
+    assert ok.returncode == 0, ok.stderr[-3000:]
+
+
+def test_check_granted_gpus():
+    check_granted_gpus({"a": 2}, {"a": {"gpu": 2}, "b": {"gpu": 4}})
+    check_granted_gpus({"a": 2}, {})
+    with pytest.raises(DwnasError, match="set-resources a: gpu=4 but the params run it with nproc 2"):
+        check_granted_gpus({"a": 2}, {"a": {"gpu": "4"}})
+    with pytest.raises(DwnasError, match="gpu='x' is not a number"):
+        check_granted_gpus({"a": 2}, {"a": {"gpu": "x"}})
+
+
+def test_code_digest_follows_contents_not_location_or_mtime(tmp_path):
+    package = tmp_path / "a/pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "sub/x.py").write_text("x = 1\n")
+    (package / "y.py").write_text("y = 1\n")
+    (package / "sub/notes.txt").write_text("not code")
+    digest = code_digest(package, ("sub", "y.py"))
+    assert digest.startswith("sha256:")
+    os.utime(package / "y.py", (0, 0))
+    shutil.copytree(tmp_path / "a", tmp_path / "moved")
+    assert code_digest(tmp_path / "moved/pkg", ("sub", "y.py")) == digest
+    (package / "sub/notes.txt").write_text("changed, not code")
+    assert code_digest(package, ("sub", "y.py")) == digest
+    (package / "sub/x.py").write_text("x = 2\n")
+    assert code_digest(package, ("sub", "y.py")) != digest
+    assert code_digest(package, ("sub",)) != code_digest(package, ("y.py",))
+    with pytest.raises(DwnasError, match="nope.py: package source not found"):
+        code_digest(package, ("nope.py",))
+
+
+def test_dvc_params_file_reads_dvc_yaml_vars(project, tmp_path):
+    assert dvc_params_file(project) == project / "params/default.yaml"
+    assert dvc_params_file(tmp_path) is None
+
+
+def _fake_snakemake(where: Path, cwd: Path) -> subprocess.Popen:
+    """A real process whose argv[1] is named `snakemake`, working in ``cwd``."""
+    script = where / "snakemake"
+    script.write_text("import time\ntime.sleep(120)\n")
+    return subprocess.Popen([sys.executable, str(script), "--cores", "1"], cwd=cwd)
+
+
+def test_live_snakemakes_sees_a_snakemake_working_in_the_directory(tmp_path):
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    assert live_snakemakes(workdir) == []
+    fake = _fake_snakemake(tmp_path, workdir)
+    try:
+        deadline = time.monotonic() + 10
+        while live_snakemakes(workdir) != [fake.pid] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert live_snakemakes(workdir) == [fake.pid]
+        assert live_snakemakes(tmp_path) == []
+    finally:
+        fake.kill()
+        fake.wait()
+    assert live_snakemakes(workdir) == []
+
+
+def test_stop_group_stops_every_process_of_the_group():
+    group = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60 & wait"], start_new_session=True)
+    deadline = time.monotonic() + 10
+    while len(group_members(group.pid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(group_members(group.pid)) == 3
+    assert len(stop_group(group.pid, grace_s=5)) == 3
+    group.wait(timeout=10)
+    assert group_members(group.pid) == []
+
+
+def test_a_stage_stops_when_its_runner_is_gone(tmp_path):
+    runner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stage = subprocess.Popen(
+        [sys.executable, "-c", "import time\nfrom dwnas.pipeline import follow_runner\n"
+         "follow_runner()\nprint('started', flush=True)\ntime.sleep(60)"],
+        env={**env(), "DWNAS_RUNNER_PID": str(runner.pid)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    assert stage.stdout.readline() == "started\n"
+    time.sleep(0.5)
+    assert stage.poll() is None  # runs while its runner lives
+    runner.kill()
+    runner.wait()
+    assert stage.wait(timeout=10) == -signal.SIGTERM
+    assert "is gone: stopping" in stage.stderr.read()
+
+
+def test_dwnas_run_removes_a_stale_lock_and_refuses_a_live_one(project, tmp_path):
+    locks = project / ".snakemake/locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    (locks / "0.input.lock").write_text("x")  # what a snakemake killed with SIGKILL leaves
+    dwnas = [str(BIN / "dwnas"), "run", "--configfile", "params/smoke.yaml", "--", "-n"]
+    done = run(dwnas, project)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "removing the stale lock" in done.stderr
+    assert not any(locks.iterdir())
+
+    (locks / "0.input.lock").write_text("x")
+    fake = _fake_snakemake(tmp_path, project)
+    try:
+        time.sleep(0.5)
+        refused = run(dwnas, project)
+    finally:
+        fake.kill()
+        fake.wait()
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (f"error: {project}: snakemake (pid {fake.pid}) is running in "
+                                       "this directory; wait for it or stop it first")
+    assert (locks / "0.input.lock").exists()
+    (locks / "0.input.lock").unlink()
+
+
+def test_dwnas_run_bad_params_file_is_one_error_line(project):
+    done = run([str(BIN / "dwnas"), "run", "--configfile", "params/nope.yaml"], project)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: params/nope.yaml: params file not found"
+
+
+def test_dvc_commit_records_the_run_and_keeps_modification_times(tmp_path):
+    """`dwnas run --dvc-commit`'s last step, with the real dvc: dvc.lock records the outputs,
+    `dvc status` is clean, and Snakemake's view (modification times) is what it was."""
+    from dwnas.pipeline import dvc_commit
+
+    project = tmp_path / "p"
+    (project / "params").mkdir(parents=True)
+    (project / "params/p.yaml").write_text("name: p\nx: 1\n")
+    (project / "dvc.yaml").write_text(
+        "vars:\n  - params/p.yaml:name\nstages:\n  s:\n    cmd: 'true'\n"
+        "    params:\n      - params/p.yaml:\n          - x\n"
+        "    outs:\n      - results/${name}/out:\n          persist: true\n"
+        "      - results/${name}/one.txt:\n          persist: true\n")
+    out = project / "results/p/out"
+    out.mkdir(parents=True)
+    (out / "a.txt").write_text("a")
+    (project / "results/p/one.txt").write_text("one")
+    for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"]):
+        subprocess.run(cmd, cwd=project, check=True, env=env())
+    for i, path in enumerate([out / "a.txt", out, project / "results/p/one.txt"]):
+        os.utime(path, ns=(10**18 + i, 10**18 + i))
+    before = {p: p.stat().st_mtime_ns for p in (out / "a.txt", out, project / "results/p/one.txt")}
+    cwd = os.getcwd()
+    os.chdir(project)
+    try:
+        assert dvc_commit(project, Path("params/p.yaml")) == 0
+    finally:
+        os.chdir(cwd)
+    assert "results/p/one.txt" in (project / "dvc.lock").read_text()
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    status = run([str(BIN / "dvc"), "status"], project)
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout
+    other = tmp_path / "other.yaml"
+    other.write_text("name: q\n")
+    (project / "dvc.lock").unlink()
+    assert dvc_commit(project, other) == 0  # another params file: dvc.lock left alone
+    assert not (project / "dvc.lock").exists()
