@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from dwnas import __version__, track
@@ -59,11 +60,22 @@ def _write_error(exc: OSError) -> str | None:
     return f"{where}: {reason}"
 
 
+def _remove_stale_outputs(args: argparse.Namespace) -> None:
+    """A stage's first act: remove the temporaries a killed run of it left beside its outputs."""
+    from dwnas.io import remove_stale
+
+    for name in ("out", "summary"):
+        value = getattr(args, name, None)
+        if isinstance(value, str | os.PathLike) and str(value):
+            remove_stale(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         track.set_extra_tags(args.tag)
+        _remove_stale_outputs(args)
         result = args.func(args)
     except DwnasError as exc:
         lines = exc.error_lines() if hasattr(exc, "error_lines") else [str(exc)]
