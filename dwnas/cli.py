@@ -76,21 +76,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         track.set_extra_tags(args.tag)
         _remove_stale_outputs(args)
+        track.begin_command(args, sys.argv[1:] if argv is None else argv)
         result = args.func(args)
     except DwnasError as exc:
+        track.end_command("FAILED")
         lines = exc.error_lines() if hasattr(exc, "error_lines") else [str(exc)]
         for line in lines:
             print(f"error: {line}", file=sys.stderr)
         return 2
     except OSError as exc:
+        track.end_command("FAILED")
         message = _write_error(exc)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        track.end_command("KILLED")
         print("interrupted", file=sys.stderr)
         return 130
+    except BaseException:
+        track.end_command("FAILED")
+        raise
+    track.end_command("FINISHED" if not result else "FAILED")
     return int(result or 0)
 
 
