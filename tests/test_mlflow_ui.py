@@ -259,3 +259,48 @@ def test_the_ui_in_a_headless_browser_shows_the_named_runs(server, project, brow
     browser.open(f"{server}/#/experiments/{exp['experiment_id']}/runs/{runs[SYNTH_NAME]}")
     text = browser.wait_for_text(SYNTH_NAME, "Parent run", "images")
     assert text.index(parent_name) > text.index("Parent run")
+
+
+MINI_SNAKEFILE = """
+import os
+from dwnas import track
+
+onstart:
+    parent = track.start_pipeline_run("dwnas-mini", {"name": "mini"}, "params/mini.yaml")
+    if parent:
+        os.environ["DWNAS_PARENT_RUN_ID"] = parent
+
+onsuccess:
+    track.end_pipeline_run(os.environ.get("DWNAS_PARENT_RUN_ID"), "FINISHED")
+
+onerror:
+    track.end_pipeline_run(os.environ.get("DWNAS_PARENT_RUN_ID"), "FAILED")
+
+rule all:
+    input: "done.txt"
+
+rule make:
+    output: "done.txt"
+    shell: "dwnas data synth --out synth --classes 2 --train-per-class 2 --val-per-class 1 --image-size 16 --workers 1 && touch {output}"
+"""
+
+
+def test_snakemake_touch_leaves_no_empty_parent_run(tmp_path):
+    """The Snakefile's hooks under a real Snakemake: a run keeps its parent with the stage under
+    it; `snakemake --touch` (onstart and onsuccess run, no job does) keeps no parent run."""
+    import mlflow
+
+    (tmp_path / "Snakefile").write_text(MINI_SNAKEFILE)
+    env = {**project_env(), "DWNAS_EXPERIMENT": "dwnas-mini"}
+    for args in ([], ["--touch"]):
+        done = subprocess.run([str(BIN / "snakemake"), "--cores", "1", *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    c = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/results/mlflow.db")
+    exp = c.get_experiment_by_name("dwnas-mini")
+    runs = c.search_runs([exp.experiment_id], run_view_type=3)  # deleted ones too
+    parents = [r for r in runs if r.data.tags.get("dwnas.stage") == "pipeline"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    [stage] = [r for r in runs if r not in parents]
+    assert stage.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+    assert stage.info.run_name == "data synth"
