@@ -108,8 +108,36 @@ def _mlflow():
         with store_lock(uri):
             # the first client call builds the store: creates the tables or migrates them
             mlflow.MlflowClient().search_experiments(max_results=1)
+            _relative_default_experiment(uri)
         _STATE["ready"].add(uri)
     return mlflow
+
+
+def _artifact_location(db: Path, exp_id: str) -> str:
+    """``<db folder>/mlartifacts/<id>``, relative when the database path is (MLflow itself
+    records an absolute path, which breaks when the checkout moves)."""
+    base = db.parent / ARTIFACTS_DIR / str(exp_id)
+    return base.as_posix() if not db.is_absolute() else str(base)
+
+
+def _set_artifact_location(db: Path, exp_id: str, only_if_like: str | None = None) -> None:
+    import sqlite3
+
+    query = "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?"
+    values: tuple = (_artifact_location(db, exp_id), int(exp_id))
+    if only_if_like:
+        query += " AND artifact_location LIKE ?"
+        values += (only_if_like,)
+    with contextlib.closing(sqlite3.connect(db, timeout=30)) as con, con:
+        con.execute(query, values)
+
+
+def _relative_default_experiment(uri: str) -> None:
+    """MLflow's ``Default`` experiment of a fresh SQLite store points at ``<cwd>/mlruns``; move it
+    beside the database like ours."""
+    db = sqlite_path(uri)
+    if db is not None:
+        _set_artifact_location(db, "0", only_if_like="%/mlruns/0")
 
 
 def experiment_id(name: str) -> str:
@@ -127,15 +155,9 @@ def experiment_id(name: str) -> str:
         db = sqlite_path()
         if db is None:
             return client.create_experiment(name)
-        base = db.parent / ARTIFACTS_DIR
-        exp_id = client.create_experiment(name, artifact_location=str(base.resolve() / name))
-        # MLflow records an absolute path; a relative store gets a relative one (the checkout moves)
-        location = (base / exp_id).as_posix() if not db.is_absolute() else str(base / exp_id)
-        import sqlite3
-
-        with contextlib.closing(sqlite3.connect(db, timeout=30)) as con, con:
-            con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
-                        (location, int(exp_id)))
+        exp_id = client.create_experiment(
+            name, artifact_location=str(db.parent.resolve() / ARTIFACTS_DIR / "new"))
+        _set_artifact_location(db, exp_id)
         return exp_id
 
 
@@ -501,6 +523,11 @@ def end_pipeline_run(run_id: str | None, status: str) -> None:
             return
         run = StageRun(client, run_id, "pipeline")
         results = parent.data.tags.get("dwnas.results")
-        if status == "FINISHED" and results and (Path(results) / "report").is_dir():
+        report_ran = client.search_runs(
+            [parent.info.experiment_id], max_results=1, filter_string=(
+                f"tags.`mlflow.parentRunId` = '{run_id}' and tags.`dwnas.stage` = 'report' "
+                "and attributes.status = 'FINISHED'"))
+        # the report this invocation built (not one left by an earlier run of the pipeline)
+        if status == "FINISHED" and results and report_ran and (Path(results) / "report").is_dir():
             log_report(run, Path(results) / "report")
         client.set_terminated(run_id, status=status)

@@ -51,6 +51,7 @@ report.mkdir(parents=True)
 (report / "main_table.csv").write_text(
     "method,budget,device,runtime,top1,speedup\\ndouble-win,60pct,host,onnxruntime,0.61,1.8\\n")
 (report / "main_table.md").write_text("| Method | Top-1 |\\n|---|---|\\n| double-win | 0.61 |\\n")
+track.log_stage("report", {"out": str(report)}, {"rows": 1})  # the report stage's run
 track.end_pipeline_run(parent, "FINISHED")
 print(parent)
 """
@@ -151,7 +152,7 @@ def test_rest_api_serves_named_nested_runs_with_metrics_and_artifacts(server, pr
     assert parent["params"]["name"] == "demo"
     assert parent["metrics"]["best_speedup"] == 1.8
     assert parent["metrics"]["double-win.60pct.host.onnxruntime.top1"] == 0.61
-    assert set(runs) == {parent["info"]["run_name"], SYNTH_NAME, PREPARE_NAME}
+    assert set(runs) == {parent["info"]["run_name"], SYNTH_NAME, PREPARE_NAME, "report"}
     for name, stage in ((SYNTH_NAME, "data_synth"), (PREPARE_NAME, "data_prepare")):
         child = runs[name]
         assert child["tags"]["mlflow.parentRunId"] == project["parent"]
@@ -251,7 +252,7 @@ def test_the_ui_in_a_headless_browser_shows_the_named_runs(server, project, brow
             for run in search(server, exp["experiment_id"])}
     parent_name = next(name for name, rid in runs.items() if rid == project["parent"])
     browser.open(f"{server}/#/experiments/{exp['experiment_id']}/runs")
-    browser.wait_for_text("dwnas-demo", parent_name, "3 matching runs")
+    browser.wait_for_text("dwnas-demo", parent_name, "4 matching runs")
     # the parent's page: its name and the report's headline metric
     browser.open(f"{server}/#/experiments/{exp['experiment_id']}/runs/{project['parent']}")
     browser.wait_for_text(parent_name, "best_speedup")

@@ -311,6 +311,7 @@ def test_artifacts_live_under_the_stores_folder_by_a_relative_location(tmp_path,
     uri = "sqlite:///results/mlflow.db"
     exp = client(uri).get_experiment_by_name("dwnas")
     assert exp.artifact_location == f"results/mlartifacts/{exp.experiment_id}"
+    assert client(uri).get_experiment("0").artifact_location == "results/mlartifacts/0"
     [run] = all_runs(uri)
     assert run.info.artifact_uri.startswith("results/mlartifacts/")
     assert (tmp_path / run.info.artifact_uri / "synth.json").is_file()
@@ -357,6 +358,7 @@ def test_parent_run_named_by_params_file_and_time_carries_the_report(tmp_path, t
     monkeypatch.setenv("DWNAS_PARENT_RUN_ID", parent)
     assert main(synth_args(tmp_path / "results/demo/data/synth")) == 0
     fake_report(tmp_path / "results/demo/report")
+    track.log_stage("report", {}, {"rows": 2})  # the report stage ran under this parent
     track.end_pipeline_run(parent, "FINISHED")
     c = client(tracking_on)
     run = c.get_run(parent)
@@ -368,8 +370,25 @@ def test_parent_run_named_by_params_file_and_time_carries_the_report(tmp_path, t
     assert {a.path for a in c.list_artifacts(parent, "report")} == {
         "report/summary.json", "report/main_table.csv", "report/main_table.md",
         "report/pareto.png"}
-    [child] = [r for r in all_runs(tracking_on, "dwnas-demo") if r.info.run_id != parent]
-    assert child.data.tags["mlflow.parentRunId"] == parent
+    children = [r for r in all_runs(tracking_on, "dwnas-demo") if r.info.run_id != parent]
+    assert sorted(r.info.run_name for r in children) == ["data synth", "report"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent}
+
+
+def test_a_report_from_an_earlier_run_is_not_attached(tmp_path, tracking_on, monkeypatch):
+    """Only the invocation whose report stage ran gets the report (a later invocation that only
+    re-ran, say, a data stage does not inherit the old figures)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DWNAS_EXPERIMENT", "dwnas-demo")
+    fake_report(tmp_path / "results/demo/report")
+    parent = track.start_pipeline_run("dwnas-demo", {"name": "demo"}, "params/demo.yaml")
+    monkeypatch.setenv("DWNAS_PARENT_RUN_ID", parent)
+    assert main(synth_args(tmp_path / "results/demo/data/synth")) == 0
+    track.end_pipeline_run(parent, "FINISHED")
+    run = client(tracking_on).get_run(parent)
+    assert run.info.status == "FINISHED"
+    assert "best_speedup" not in run.data.metrics
+    assert client(tracking_on).list_artifacts(parent) == []
 
 
 def test_a_pipeline_run_no_stage_ran_under_is_not_kept(tmp_path, tracking_on):
