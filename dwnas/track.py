@@ -46,6 +46,8 @@ _EXTRA_TAGS: dict[str, str] = {}
 NAME_TAGS = ("dwnas.method", "dwnas.budget", "dwnas.device", "dwnas.runtime", "dwnas.form")
 # commands that are pipeline stages (a run each); the others (params check, data pack, supernet
 # init, agent serve) are tools and never open a run
+# a command whose stage goes by another name (the name it logs under once it is done)
+COMMAND_STAGES = {"compare": "measure"}
 UNTRACKED = {("data", "pack"), ("supernet", "init"), ("agent", "serve"), ("params", "check")}
 
 
@@ -388,7 +390,8 @@ def begin_command(args, argv: list[str] | None = None) -> StageRun | None:
         return None  # relaunched under torchrun: rank 0 of the launched processes tracks
     if os.environ.get("RANK", "0") != "0":
         return None
-    run = _open_run("_".join(words))
+    stage = "_".join(words)
+    run = _open_run(COMMAND_STAGES.get(stage, stage))
     if run.live:
         run.set_tags({"dwnas.command": " ".join(["dwnas", *(argv or [])])[:5000]})
         _COMMAND["run"] = run

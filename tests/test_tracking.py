@@ -447,3 +447,22 @@ def test_module_fixtures_are_isolated_from_the_users_store(module_tracking_view)
     on, uri = module_tracking_view
     assert not on
     assert str(REPO / "results") not in uri and uri != track.DEFAULT_URI
+
+
+def test_a_running_stage_is_already_named_by_what_it_runs(tracking_on):
+    """While `dwnas compare` works, its run is already the `measure ...` run it will end as."""
+    import argparse
+
+    track.set_extra_tags(["method=double-win", "budget=60pct", "device=host",
+                          "runtime=onnxruntime"])
+    try:
+        run = track.begin_command(argparse.Namespace(command="compare"), ["compare"])
+        live = client(tracking_on).get_run(run.run_id)
+        assert live.info.status == "RUNNING"
+        assert live.info.run_name == "measure double-win 60pct host onnxruntime"
+        assert live.data.tags["dwnas.stage"] == "measure"
+        assert live.data.tags["dwnas.pid"] == str(os.getpid())
+    finally:
+        track.end_command("FINISHED")
+        track.set_extra_tags([])
+    assert client(tracking_on).get_run(run.run_id).info.status == "FINISHED"
