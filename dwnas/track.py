@@ -328,11 +328,13 @@ class StageRun:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if not self.live:
             return
+        from mlflow.entities import RunTag
+
         self.tags.update({k: str(v) for k, v in tags.items()})
-        with _guard():
-            for key, value in tags.items():
-                self._client.set_tag(self.run_id, key, str(value))
-            self._client.set_tag(self.run_id, "mlflow.runName", run_name(self.stage, self.tags))
+        values = [RunTag(k, str(v)) for k, v in tags.items()]
+        values.append(RunTag("mlflow.runName", run_name(self.stage, self.tags)))
+        with _guard():  # one transaction
+            self._client.log_batch(self.run_id, tags=values)
 
     def name_stage(self, stage: str) -> None:
         """Set what this run ran (the ``dwnas.stage`` tag and the run's name)."""
