@@ -306,3 +306,49 @@ def test_snakemake_touch_leaves_no_empty_parent_run(tmp_path):
     [stage] = [r for r in runs if r not in parents]
     assert stage.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
     assert stage.info.run_name == "data synth"
+
+
+def test_killed_snakemake_then_rerun_leaves_every_run_ended(tmp_path):
+    """kill -9 of Snakemake and its job mid-stage, then a rerun: the killed parent and stage runs
+    end KILLED, the rerun's FINISHED, nothing stays RUNNING."""
+    import signal
+    import sqlite3
+
+    import mlflow
+
+    (tmp_path / "Snakefile").write_text(MINI_SNAKEFILE.replace("--train-per-class 2 ",
+                                                               "--train-per-class 30000 "))
+    env = {**project_env(), "DWNAS_EXPERIMENT": "dwnas-mini"}
+    cmd = [str(BIN / "snakemake"), "--cores", "1"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    db = tmp_path / "results" / "mlflow.db"
+
+    def stage_running() -> bool:
+        if not db.exists():
+            return False
+        with sqlite3.connect(db, timeout=30) as con:
+            try:
+                return bool(con.execute("SELECT count(*) FROM runs WHERE status = 'RUNNING' "
+                                        "AND name = 'data synth'").fetchone()[0])
+            except sqlite3.OperationalError:  # tables not there yet
+                return False
+
+    deadline = time.monotonic() + 300
+    while not stage_running():
+        assert time.monotonic() < deadline and proc.poll() is None, "the stage never started"
+        time.sleep(0.1)
+    time.sleep(1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    for args in (["--unlock"], ["--rerun-incomplete"]):
+        done = subprocess.run([*cmd, *args], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+    c = mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}")
+    exp = c.get_experiment_by_name("dwnas-mini")
+    runs = c.search_runs([exp.experiment_id])
+    statuses = sorted((r.data.tags["dwnas.stage"], r.info.status) for r in runs)
+    assert statuses == [("data_synth", "FINISHED"), ("data_synth", "KILLED"),
+                        ("pipeline", "FINISHED"), ("pipeline", "KILLED")]
+    assert not list(tmp_path.glob(".synth.*.tmp"))
