@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from dwnas import __version__, track
@@ -61,27 +62,46 @@ def _write_error(exc: OSError) -> str | None:
     return f"{where}: {reason}"
 
 
+def _remove_stale_outputs(args: argparse.Namespace) -> None:
+    """A stage's first act: remove the temporaries a killed run of it left beside its outputs."""
+    from dwnas.io import remove_stale
+
+    for name in ("out", "summary"):
+        value = getattr(args, name, None)
+        if isinstance(value, str | os.PathLike) and str(value):
+            remove_stale(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     follow_runner()  # a stage of `dwnas run` stops when that run is killed
     try:
         track.set_extra_tags(args.tag)
+        _remove_stale_outputs(args)
+        track.begin_command(args, sys.argv[1:] if argv is None else argv)
         result = args.func(args)
     except DwnasError as exc:
+        track.end_command("FAILED")
         lines = exc.error_lines() if hasattr(exc, "error_lines") else [str(exc)]
         for line in lines:
             print(f"error: {line}", file=sys.stderr)
         return 2
     except OSError as exc:
+        track.end_command("FAILED")
         message = _write_error(exc)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        track.end_command("KILLED")
         print("interrupted", file=sys.stderr)
         return 130
+    except BaseException:
+        track.end_command("FAILED")
+        raise
+    track.end_command("FINISHED" if not result else "FAILED")
     return int(result or 0)
 
 

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from dwnas.errors import DwnasError
+from dwnas.procs import owner_alive, owner_tag
 
 # OSErrors that mean "this path cannot be written here" rather than a bug.
 WRITE_ERRNOS = {
@@ -103,13 +106,43 @@ def _umask_mode(directory: bool) -> int:
     return (0o777 if directory else 0o666) & ~mask
 
 
+def _temp_suffix(kind: str = "tmp") -> str:
+    """``.p<pid>-<start>.tmp``: temporaries name their writer (see :func:`remove_stale`)."""
+    return f".{owner_tag()}.{kind}"
+
+
+def remove_stale(path: str | os.PathLike, quiet: bool = False) -> list[Path]:
+    """Remove what killed writers of ``path`` left beside it: ``.<name>.*.tmp`` / ``.*.old``
+    files and folders whose writing process is gone (or that do not name one: older dwnas).
+
+    A stage calls this as it starts (``dwnas`` does for ``--out`` / ``--summary``), so a killed
+    stage's temporary copy (a whole packed dataset mid-``data prepare``) is gone at the next start.
+    """
+    path = Path(path)
+    stale = []
+    for kind in ("tmp", "old"):
+        pattern = str(path.parent / f".{glob.escape(path.name)}.*.{kind}")
+        for found in map(Path, glob.glob(pattern)):
+            if owner_alive(found.name):
+                continue  # another live process is writing it right now
+            with contextlib.suppress(OSError):
+                if found.is_dir() and not found.is_symlink():
+                    shutil.rmtree(found)
+                else:
+                    found.unlink()
+                stale.append(found)
+    if stale and not quiet:
+        print(f"removed what a killed run left: {', '.join(map(str, stale))}", file=sys.stderr)
+    return stale
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
     path = Path(path)
     with _writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_temp_suffix(), dir=path.parent)
         os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -126,18 +159,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a fresh temporary directory; it replaces ``path`` only if the block succeeds."""
+    """Yield a fresh temporary directory; it replaces ``path`` only if the block succeeds.
+
+    Temporary folders that killed writers of ``path`` left are removed first."""
     path = Path(path)
     with _writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        remove_stale(path)
+        tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=_temp_suffix(),
+                                         dir=path.parent))
     try:
         with _body(path, tmp_path):
             yield tmp_path
         with _writing(path):
             os.chmod(tmp_path, _umask_mode(directory=True))
             if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old",
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=_temp_suffix("old"),
                                             dir=path.parent))
                 os.replace(path, old / "x")
                 os.replace(tmp_path, path)
@@ -173,9 +210,48 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DwnasError(f"{path}: not valid JSON ({exc})") from exc
 
 
+def _anonymous_file(folder: Path) -> int | None:
+    """An unnamed file in ``folder`` (``O_TMPFILE``, Linux), or None where unsupported."""
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None or not os.path.isdir("/proc/self/fd"):  # naming it needs /proc
+        return None
+    try:
+        return os.open(folder, flag | os.O_WRONLY, _umask_mode(directory=False))
+    except OSError as exc:
+        if exc.errno in WRITE_ERRNOS:
+            raise
+        return None  # a file system without O_TMPFILE
+
+
 def torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` through a temporary name, so an interrupted save leaves no checkpoint."""
+    """``torch.save`` so that an interrupted save leaves neither a checkpoint nor a temporary.
+
+    The bytes go to an unnamed file (``O_TMPFILE``) that gets a name only once complete: a kill
+    during the save leaves nothing behind (no 0-byte ``.<name>.*.tmp``). Elsewhere it writes
+    through a temporary name, which the next start removes."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    path = Path(path)
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = _anonymous_file(path.parent)
+    if fd is None:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+        return
+    tmp = path.parent / f".{path.name}.{os.urandom(4).hex()}{_temp_suffix()}"
+    try:
+        with _body(path, tmp), os.fdopen(fd, "wb", closefd=False) as handle:
+            torch.save(obj, handle)
+            handle.flush()
+        with _writing(path):
+            folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:  # linkat(AT_SYMLINK_FOLLOW): a name for the file, now that it is complete
+                os.link(f"/proc/self/fd/{fd}", tmp.name, dst_dir_fd=folder)
+            finally:
+                os.close(folder)
+            os.replace(tmp, path)
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            tmp.unlink()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,29 @@ import pytest
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 REPO = Path(__file__).resolve().parents[1]
+USER_STORE = REPO / "results" / "mlflow.db"
+
+# Isolation for the whole session, set before any fixture runs (module- and session-scoped ones
+# included): tracking off and pointed at a throwaway store, never at the user's results/mlflow.db.
+# Tests that track turn it on with `tracking_on` (a per-test store).
+SESSION_STORE = Path(tempfile.mkdtemp(prefix="dwnas-test-mlflow-"))
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{SESSION_STORE}/mlflow.db"
+os.environ["DWNAS_TRACKING"] = "0"
+for _name in ("DWNAS_PARENT_RUN_ID", "DWNAS_EXPERIMENT", "DWNAS_PARAMS_HASH"):
+    os.environ.pop(_name, None)
+
+
+def _fingerprint(path: Path):
+    return (path.stat().st_size, path.stat().st_mtime_ns) if path.exists() else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _user_store_untouched():
+    """The user's store is the same after the session as before it (else the session errors)."""
+    before = _fingerprint(USER_STORE)
+    yield
+    assert _fingerprint(USER_STORE) == before, f"the tests changed {USER_STORE}"
+    shutil.rmtree(SESSION_STORE, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

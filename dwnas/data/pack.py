@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from dwnas.errors import DwnasError
+from dwnas.procs import worker_pool
 
 PACK_FORMAT = 1
 CHUNK = 256
@@ -65,7 +65,7 @@ def _pack_split(npy_path: Path, paths: list[str], size: int, workers: int, desc:
         for _ in progress(map(_pack_chunk, tasks), total=len(tasks), desc=desc):
             pass
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with worker_pool(workers) as pool:
         for _ in progress(pool.map(_pack_chunk, tasks), total=len(tasks), desc=desc):
             pass
 

@@ -303,8 +303,7 @@ def write_tree(spec: SynthSpec, out: Path, workers: int = 1) -> dict:
 
     Classes are independent, so ``workers`` processes write them in parallel with the same bytes.
     """
-    from concurrent.futures import ProcessPoolExecutor
-
+    from dwnas.procs import worker_pool
     from dwnas.progress import progress
 
     spec.validate()
@@ -314,7 +313,7 @@ def write_tree(spec: SynthSpec, out: Path, workers: int = 1) -> dict:
         for _ in progress(map(_write_class, tasks), total=len(tasks), desc="synth"):
             pass
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with worker_pool(workers) as pool:
             for _ in progress(pool.map(_write_class, tasks), total=len(tasks), desc="synth"):
                 pass
     names = [f"{shape} {texture}" for shape, texture in grid]

@@ -12,9 +12,9 @@ import hashlib
 import io
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+from dwnas.procs import worker_pool
 from dwnas.progress import progress
 
 DRAFT_SIZE = (64, 64)
@@ -72,6 +72,6 @@ def check_images(
     if workers == 1 or len(paths) < MIN_PARALLEL:
         return list(progress(map(check_image, paths), total=len(paths), desc=desc))
     chunk = max(1, min(MAX_CHUNK, len(paths) // (workers * 8)))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with worker_pool(workers) as pool:
         results = pool.map(check_image, paths, chunksize=chunk)
         return list(progress(results, total=len(paths), desc=desc))

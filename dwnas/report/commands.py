@@ -2,7 +2,8 @@
 
 The main table, the Pareto and deep-vs-shallow figures, the latency-table checks and the merge
 figure need only files under ``results/`` (so a user who got results through ``dvc pull`` can
-rebuild them); the training curves come from MLflow when its store has the runs.
+rebuild them); the training curves come from the training stages' summary files (MLflow is
+only a fallback, never required).
 """
 
 from __future__ import annotations
@@ -11,26 +12,61 @@ import argparse
 
 from dwnas.train.commands import json_arg
 
+CURVE_METRICS = ["loss", "largest_top1", "smallest_top1"]
 
-def _training_histories(experiment: str | None) -> dict:
-    """Per-epoch history of the last supernet and elastic runs, or {} without a store."""
-    if not experiment:
-        return {}
+
+def _history_frame(history: list[dict]):
+    import pandas as pd
+
+    rows = [{"metric": name, "step": int(epoch["epoch"]), "value": float(epoch[name])}
+            for epoch in history for name in CURVE_METRICS if epoch.get(name) is not None]
+    return pd.DataFrame(rows, columns=["metric", "step", "value"])
+
+
+def training_summaries(explicit: list[str], sweeps: list[dict]) -> dict[str, str]:
+    """stage -> the training stage's summary JSON: given (``--training-summary``), else the
+    ``summary.json`` beside each checkpoint a sweep evaluated (the pipeline's layout)."""
+    from pathlib import Path
+
+    from dwnas.io import read_json
+
+    found = {}
+    candidates = [Path(p) for p in explicit]
+    candidates += [Path(s["checkpoint"]).with_name("summary.json") for s in sweeps
+                   if s.get("checkpoint")]
+    for path in candidates:
+        if path.is_file():
+            summary = read_json(path)
+            if isinstance(summary, dict) and summary.get("stage") in ("supernet", "elastic"):
+                found.setdefault(summary["stage"], str(path))
+    return found
+
+
+def _training_histories(summaries: dict[str, str], experiment: str | None) -> dict:
+    """Per-epoch history of the supernet and elastic training: from the stages' summary files
+    (complete across resumes); from MLflow (``--experiment``) only for a stage without one."""
+    from dwnas.io import read_json
+
+    histories = {stage: _history_frame(read_json(path).get("history") or [])
+                 for stage, path in summaries.items()}
+    missing = [s for s in ("supernet", "elastic") if s not in histories]
+    if not missing or not experiment:
+        return {s: histories[s] for s in ("supernet", "elastic") if s in histories}
     from dwnas.errors import DwnasError
     from dwnas.report.collect import load_runs, metric_history
 
     try:
         runs = load_runs(experiment, None)
-    except DwnasError as exc:
-        print(f"report: no training curves ({exc})", flush=True)
-        return {}
-    histories = {}
-    for stage in ("train_supernet", "train_elastic"):
-        stage_runs = runs[runs["tags.dwnas.stage"] == stage] if len(runs) else runs
+    except Exception as exc:  # noqa: BLE001 - the store is optional: no curves, not a failure
+        reason = str(exc) if isinstance(exc, DwnasError) else f"{type(exc).__name__}: {exc}"
+        print(f"report: no MLflow training curves ({reason.splitlines()[0] if reason else ''})",
+              flush=True)
+        runs = None
+    for stage in missing:
+        stage_runs = runs[runs["tags.dwnas.stage"] == f"train_{stage}"] if runs is not None and len(runs) else []
         if len(stage_runs):
-            histories[stage.removeprefix("train_")] = metric_history(
-                stage_runs.iloc[-1]["run_id"], ["loss", "largest_top1", "smallest_top1"])
-    return histories
+            histories[stage] = metric_history(stage_runs.iloc[-1]["run_id"], CURVE_METRICS)
+    return {s: histories[s] for s in ("supernet", "elastic") if s in histories}
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -63,7 +99,8 @@ def _report(args: argparse.Namespace) -> int:
         files += figures.deep_vs_shallow(table, tmp)
         if sweeps:
             files += figures.resolution_sweep(sweeps, tmp)
-        histories = _training_histories(args.experiment)
+        histories = _training_histories(training_summaries(args.training_summary, sweeps),
+                                        args.experiment)
         if histories:
             files += figures.training_curves(histories, tmp)
         fidelity = pipeline_fidelity(args.measured, luts, space) if space else {"rows": [],
@@ -89,6 +126,10 @@ def _report(args: argparse.Namespace) -> int:
         }
         write_json(tmp / "summary.json", summary)
     print(f"report: {len(table)} rows, {len(summary['files'])} files in {Path(args.out)}")
+    from dwnas import track
+
+    with track.stage_run("report", {"measured": len(args.measured), "out": str(args.out)}) as run:
+        track.log_report(run, Path(args.out))
     return 0
 
 
@@ -104,8 +145,12 @@ def register(sub) -> None:
     parser.add_argument("--fidelity", action="append", default=[],
                         help="a profile's lut_fidelity.json (random archs; repeatable)")
     parser.add_argument("--sweep", action="append", default=[], help="sweep JSON (repeatable)")
+    parser.add_argument("--training-summary", action="append", default=[],
+                        help="a training stage's summary JSON (repeatable; default: the "
+                        "summary.json beside each --sweep's checkpoint)")
     parser.add_argument("--experiment", default=None,
-                        help="MLflow experiment for the training curves (optional)")
+                        help="MLflow experiment: training curves of a stage without a summary "
+                        "file (optional; the report never needs the store)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(func=_report)
 

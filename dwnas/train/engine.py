@@ -223,7 +223,7 @@ class Trainer:
         self._fingerprint = job.fingerprint(ctx.world_size)
         steps_per_epoch = len(loader)
         model, space, optimizer, scheduler = self._setup(n_classes, steps_per_epoch)
-        step, history, rng_state = 0, [], None
+        step, history, rng_state, partial = 0, [], None, (0.0, 0, 0.0)
         state = self._read_state() if job.resume else None
         if state is not None:
             try:
@@ -235,7 +235,11 @@ class Trainer:
                 model, space, optimizer, scheduler = self._setup(n_classes, steps_per_epoch)
             else:
                 step, history, rng_state = state["step"], state["history"], state["rng"]
+                partial = state["epoch_partial"]
                 _log(f"{job.stage}: resumed from {job.state_path} at step {step}")
+                if ctx.is_main:  # the finished run carries the whole curve, not only what follows
+                    for metrics in history:
+                        self.on_epoch(metrics, int(metrics["epoch"]) * steps_per_epoch)
         criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
         lo, hi = job.resolution
         eval_res = sorted({lo, hi})
@@ -256,6 +260,9 @@ class Trainer:
                 restore_rng(rng_state)
             model.train()
             epoch_loss, epoch_images, epoch_start = 0.0, 0, time.monotonic()
+            if skip:  # resumed mid-epoch: the epoch's figures include the batches before the kill
+                epoch_loss, epoch_images = partial[0], partial[1]
+                epoch_start -= partial[2]
             for batch_idx, (x, y) in enumerate(loader):
                 if batch_idx < skip:
                     if batch_idx == skip - 1 and rng_state is not None:
@@ -296,8 +303,12 @@ class Trainer:
                 step += 1
                 epoch_loss += losses[0].item() * len(y)
                 epoch_images += len(y)
-                if recipe.checkpoint_every and step % recipe.checkpoint_every == 0:
-                    self._save_state(model, optimizer, scheduler, step, history)
+                # not at an epoch's last step: the save after its evaluation follows (a state saved
+                # before it would resume past an epoch whose figures were never recorded)
+                if (recipe.checkpoint_every and step % recipe.checkpoint_every == 0
+                        and step % steps_per_epoch):
+                    self._save_state(model, optimizer, scheduler, step, history,
+                                     (epoch_loss, epoch_images, time.monotonic() - epoch_start))
                 self._progress(step, total_steps, started, epoch, losses[0].item())
             skip, rng_state = 0, None
             seconds = time.monotonic() - epoch_start
@@ -325,7 +336,9 @@ class Trainer:
                             total_steps * recipe.batch_size * ctx.world_size * recipe.subnets_per_step)
 
     # -- checkpoints ----------------------------------------------------------------------------
-    def _save_state(self, model, optimizer, scheduler, step: int, history: list) -> None:
+    def _save_state(self, model, optimizer, scheduler, step: int, history: list,
+                    partial: tuple[float, int, float] = (0.0, 0, 0.0)) -> None:
+        """The resumable state; ``partial``: the running epoch's loss sum, images and seconds."""
         if not self.ctx.is_main:
             return
         torch_save({
@@ -335,6 +348,7 @@ class Trainer:
             "scheduler": scheduler.state_dict(),
             "step": step,
             "history": history,
+            "epoch_partial": [float(partial[0]), int(partial[1]), float(partial[2])],
             "rng": capture_rng(),
         }, self.job.state_path)
 
@@ -386,6 +400,11 @@ class Trainer:
             if not isinstance(history, list):
                 raise ValueError("history is not a list")
             state["rng"] = decode_rng(state["rng"])
+            partial = state.get("epoch_partial", [0.0, 0, 0.0])  # absent in older state files
+            if (not isinstance(partial, list | tuple) or len(partial) != 3
+                    or not all(isinstance(v, int | float) for v in partial)):
+                raise ValueError(f"bad epoch_partial {partial!r}")
+            state["epoch_partial"] = (float(partial[0]), int(partial[1]), float(partial[2]))
             for key in ("model", "optimizer", "scheduler"):
                 if not isinstance(state[key], dict):
                     raise ValueError(f"{key} is not a state dict")
