@@ -4,6 +4,9 @@ seed, labels true to the source, and clear errors for bad parameters."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,7 @@ from dwnas.config import params_problems, read_params
 from dwnas.data.mnist import CLASSES, PER_CLASS, file_name, wnid
 
 REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
 WNIDS = [f"n{d:08d}" for d in range(10)]
 
 
@@ -151,3 +155,21 @@ def test_params_check_cli_refuses_a_bad_mnist_file(tmp_path, capsys):
     assert main(["params", "check", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {bad}: data.mnist.val_per_class: must be >= 1 (got 0)"]
+
+
+def test_mnist_params_plan_every_method_from_the_mnist_rule(tmp_path):
+    """A dry run of the real Snakefile on params/mnist.yaml, in another directory."""
+    done = subprocess.run(
+        [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "-p",
+         "--cores", "2", "--configfile", str(REPO / "params/mnist.yaml")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    stats = done.stdout[done.stdout.index("Job stats"):]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", stats, re.M))
+    assert jobs["data_mnist"] == "1" and "data_synth" not in jobs
+    for rule in ("train_supernet", "search", "baseline_mobilenetv2", "baseline_depthshrinker",
+                 "baseline_hurricane", "baseline_odn", "report"):
+        assert int(jobs[rule]) >= 1, rule
+    assert ("dwnas data mnist --out results/mnist/data/mnist --val-per-class 100 --image-size 32"
+            " --seed 0") in done.stdout
+    assert "dwnas data prepare --root results/mnist/data/mnist --subset all" in done.stdout
