@@ -245,7 +245,16 @@ def _check_budget_labels(params: dict) -> list[str]:
     return problems
 
 
+def _check_data_source(params: dict) -> list[str]:
+    """A source's settings must be there when it is the source."""
+    data = params["data"]
+    if data["source"] == "mnist" and "mnist" not in data:
+        return ["data.mnist: required when data.source is mnist (val_per_class, image_size, seed)"]
+    return []
+
+
 CROSS_CHECKS: list[CrossCheck] = [
+    _check_data_source,
     _check_ranges,
     _check_training_resolutions,
     _check_profile_grid,

