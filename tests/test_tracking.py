@@ -432,7 +432,12 @@ def test_report_training_curves_come_from_files_without_a_store(tmp_path, monkey
     assert list(loss["step"]) == [1, 2, 3]
     assert len(histories["elastic"]) == 6
     assert not (tmp_path / "none").exists(), "the report opened an MLflow store"
-    # and with no summary files, a store that lacks the experiment is no failure either
+    # and with no summary files, a missing store is no failure either (and is not created)
+    assert _training_histories({}, "dwnas-nowhere") == {}
+    assert not (tmp_path / "none").exists()
+    # nor a store without the experiment
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    track._mlflow()
     assert _training_histories({}, "dwnas-nowhere") == {}
 
 
