@@ -131,10 +131,10 @@ def test_a_live_writers_run_and_temporary_are_left_alone(tmp_path, tracking_on):
 def test_killed_data_prepare_leaves_no_workers_and_its_folder_goes_at_next_start(tmp_path,
                                                                                  capsys):
     raw = tmp_path / "raw"
-    assert main(synth_args(raw, per_class=600, workers=2)) == 0
+    assert main(synth_args(raw, per_class=4000, workers=2)) == 0  # packing takes ~2 s
     out = tmp_path / "prepared"
     cmd = [sys.executable, "-m", "dwnas", "data", "prepare", "--root", str(raw), "--subset", "all",
-           "--out", str(out), "--workers", "2", "--pack-size", "24"]
+           "--out", str(out), "--workers", "2", "--pack-size", "64"]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(REPO)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers = wait_for(  # mid-pack: the prepared folder's temporary copy holds the packed images
