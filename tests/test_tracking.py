@@ -114,9 +114,11 @@ def test_a_live_writers_run_and_temporary_are_left_alone(tmp_path, tracking_on):
         c = client(tracking_on)
         track._mlflow()
         exp = track.experiment_id("dwnas")
-        run = c.create_run(exp, tags={"dwnas.host": os.uname().nodename,
-                                      "dwnas.pid": str(live.pid),
+        run = c.create_run(exp, tags={**track.process_tags(), "dwnas.pid": str(live.pid),
                                       "dwnas.pid_start": proc_start(live.pid)})
+        # a run of a process in another container (same host name, other pid namespace)
+        foreign = c.create_run(exp, tags={**track.process_tags(), "dwnas.pid": "999999",
+                                          "dwnas.pid_ns": "pid:[1]"})
         assert main(synth_args(tmp_path / "synth")) == 0
         assert busy.is_dir()
         assert c.get_run(run.info.run_id).info.status == "RUNNING"
@@ -126,6 +128,7 @@ def test_a_live_writers_run_and_temporary_are_left_alone(tmp_path, tracking_on):
     assert main(synth_args(tmp_path / "synth")) == 0
     assert not busy.exists()
     assert c.get_run(run.info.run_id).info.status == "KILLED"
+    assert c.get_run(foreign.info.run_id).info.status == "RUNNING"
 
 
 def test_killed_data_prepare_leaves_no_workers_and_its_folder_goes_at_next_start(tmp_path,
