@@ -183,16 +183,25 @@ def _guard() -> Iterator[None]:
 
 
 # -- processes: which runs belong to a live one -------------------------------------------------
+def _pid_namespace() -> str:
+    """This process's pid namespace (two containers may share a host name, never pids)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
 def process_tags() -> dict[str, str]:
     from dwnas.procs import proc_start
 
     return {"dwnas.host": socket.gethostname(), "dwnas.pid": str(os.getpid()),
-            "dwnas.pid_start": proc_start(os.getpid())}
+            "dwnas.pid_start": proc_start(os.getpid()), "dwnas.pid_ns": _pid_namespace()}
 
 
 def end_dead_runs(client=None) -> list[str]:
-    """End, as ``KILLED``, the ``RUNNING`` runs this host's dwnas processes left behind (a kill
-    gives a process no chance to end its run). Returns their ids."""
+    """End, as ``KILLED``, the ``RUNNING`` runs this host's dwnas processes (same host name and
+    pid namespace) left behind: a kill gives a process no chance to end its run. Returns their
+    ids."""
     from dwnas.procs import process_alive
 
     client = client or _mlflow().MlflowClient()
@@ -210,6 +219,8 @@ def end_dead_runs(client=None) -> list[str]:
             pid = int(tags.get("dwnas.pid", ""))
         except ValueError:
             continue
+        if tags.get("dwnas.pid_ns", "") != _pid_namespace():
+            continue  # another container's process: its pid means nothing here
         if pid == os.getpid() or process_alive(pid, tags.get("dwnas.pid_start", "")):
             continue
         client.set_tag(run.info.run_id, "dwnas.ended_by",

@@ -114,9 +114,11 @@ def test_a_live_writers_run_and_temporary_are_left_alone(tmp_path, tracking_on):
         c = client(tracking_on)
         track._mlflow()
         exp = track.experiment_id("dwnas")
-        run = c.create_run(exp, tags={"dwnas.host": os.uname().nodename,
-                                      "dwnas.pid": str(live.pid),
+        run = c.create_run(exp, tags={**track.process_tags(), "dwnas.pid": str(live.pid),
                                       "dwnas.pid_start": proc_start(live.pid)})
+        # a run of a process in another container (same host name, other pid namespace)
+        foreign = c.create_run(exp, tags={**track.process_tags(), "dwnas.pid": "999999",
+                                          "dwnas.pid_ns": "pid:[1]"})
         assert main(synth_args(tmp_path / "synth")) == 0
         assert busy.is_dir()
         assert c.get_run(run.info.run_id).info.status == "RUNNING"
@@ -126,15 +128,16 @@ def test_a_live_writers_run_and_temporary_are_left_alone(tmp_path, tracking_on):
     assert main(synth_args(tmp_path / "synth")) == 0
     assert not busy.exists()
     assert c.get_run(run.info.run_id).info.status == "KILLED"
+    assert c.get_run(foreign.info.run_id).info.status == "RUNNING"
 
 
 def test_killed_data_prepare_leaves_no_workers_and_its_folder_goes_at_next_start(tmp_path,
                                                                                  capsys):
     raw = tmp_path / "raw"
-    assert main(synth_args(raw, per_class=600, workers=2)) == 0
+    assert main(synth_args(raw, per_class=4000, workers=2)) == 0  # packing takes ~2 s
     out = tmp_path / "prepared"
     cmd = [sys.executable, "-m", "dwnas", "data", "prepare", "--root", str(raw), "--subset", "all",
-           "--out", str(out), "--workers", "2", "--pack-size", "24"]
+           "--out", str(out), "--workers", "2", "--pack-size", "64"]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(REPO)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers = wait_for(  # mid-pack: the prepared folder's temporary copy holds the packed images
@@ -432,7 +435,12 @@ def test_report_training_curves_come_from_files_without_a_store(tmp_path, monkey
     assert list(loss["step"]) == [1, 2, 3]
     assert len(histories["elastic"]) == 6
     assert not (tmp_path / "none").exists(), "the report opened an MLflow store"
-    # and with no summary files, a store that lacks the experiment is no failure either
+    # and with no summary files, a missing store is no failure either (and is not created)
+    assert _training_histories({}, "dwnas-nowhere") == {}
+    assert not (tmp_path / "none").exists()
+    # nor a store without the experiment
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    track._mlflow()
     assert _training_histories({}, "dwnas-nowhere") == {}
 
 

@@ -52,20 +52,23 @@ def _training_histories(summaries: dict[str, str], experiment: str | None) -> di
     missing = [s for s in ("supernet", "elastic") if s not in histories]
     if not missing or not experiment:
         return {s: histories[s] for s in ("supernet", "elastic") if s in histories}
+    from dwnas import track
     from dwnas.errors import DwnasError
     from dwnas.report.collect import load_runs, metric_history
 
+    db = track.sqlite_path()
     try:
+        if db is not None and not db.is_file():  # never create a store just to look into it
+            raise DwnasError(f"no MLflow store at {db}")
         runs = load_runs(experiment, None)
+        for stage in missing:
+            stage_runs = runs[runs["tags.dwnas.stage"] == f"train_{stage}"] if len(runs) else runs
+            if len(stage_runs):
+                histories[stage] = metric_history(stage_runs.iloc[-1]["run_id"], CURVE_METRICS)
     except Exception as exc:  # noqa: BLE001 - the store is optional: no curves, not a failure
         reason = str(exc) if isinstance(exc, DwnasError) else f"{type(exc).__name__}: {exc}"
-        print(f"report: no MLflow training curves ({reason.splitlines()[0] if reason else ''})",
-              flush=True)
-        runs = None
-    for stage in missing:
-        stage_runs = runs[runs["tags.dwnas.stage"] == f"train_{stage}"] if runs is not None and len(runs) else []
-        if len(stage_runs):
-            histories[stage] = metric_history(stage_runs.iloc[-1]["run_id"], CURVE_METRICS)
+        print(f"report: no MLflow training curves for {', '.join(missing)} "
+              f"({reason.splitlines()[0] if reason else ''})", flush=True)
     return {s: histories[s] for s in ("supernet", "elastic") if s in histories}
 
 
