@@ -64,6 +64,7 @@ def test_fingerprint_follows_contents_not_paths(prepared, tmp_path):
     """Same paths, other bytes: the init and manifest parts change; checkpoint pacing does not."""
     data = tmp_path / "prepared"
     shutil.copytree(prepared, data)
+    shutil.copytree(Path(prepared).parent / "raw", tmp_path / "raw")  # its images, beside it
     init = tmp_path / "init.pt"
     init.write_bytes(b"one")
     base = job(data, tmp_path, init=init).fingerprint()
@@ -104,6 +105,7 @@ def test_elastic_does_not_resume_onto_a_retrained_supernet(prepared, tmp_path, c
 def test_changed_manifest_starts_fresh(prepared, tmp_path, capsys):
     data = tmp_path / "prepared"
     shutil.copytree(prepared, data)
+    shutil.copytree(Path(prepared).parent / "raw", tmp_path / "raw")  # its images, beside it
     interrupted_state(job(data, tmp_path, epochs=2, checkpoint_every=2))
     lines = (data / "val.csv").read_text().splitlines(keepends=True)
     (data / "val.csv").write_text("".join(lines[:-1]))  # one validation image fewer
