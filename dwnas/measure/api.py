@@ -47,9 +47,9 @@ def latency_timer(device: str, settings: Mapping[str, Any], statistic: str = "me
     ``device`` (the latency table's and HURRICANE's operator timings; no TensorRT). With a
     ``runtime`` (torch, onnxruntime) each module is first exported to that runtime's file format
     and the file is timed, exactly as ``dwnas measure`` times a deploy file (a path to such a file
-    is timed as it is). With ``rounds``
-    = (rounds, round_iters) the value is ``dwnas compare``'s estimator (the median over rounds
-    of each round's ``statistic``) instead of one loop's ``statistic``."""
+    is timed as it is). With ``rounds`` = (rounds, round_iters) the value is ``dwnas compare``'s
+    estimator (the median over rounds of each round's ``statistic``) instead of one loop's
+    ``statistic``."""
     if statistic not in LATENCY_STATISTICS:
         raise DwnasError(f"latency statistic must be one of {LATENCY_STATISTICS} (got {statistic!r})")
     base = {"device": device, "trt": False, **settings}

@@ -132,16 +132,16 @@ class EvalData:
     def accuracy(self, model: nn.Module, resolution: int) -> dict:
         """Top-1/top-5 of ``model`` after :meth:`calibrate`: the statistics it is evaluated with
         are the ones it keeps, so an exported network is the evaluated one."""
-        self.calibrate(model, resolution)
-        result = accuracy(model, self.val, resolution, self.batch_size, default_device())
-        model.cpu()
-        return result
+        return self._score(model, resolution, self.val)
 
     def train_accuracy(self, model: nn.Module, resolution: int) -> dict:
         """Top-1/top-5 on the calibration images (a sample of the *training* split): a check
         that can steer a procedure without looking at the validation split."""
+        return self._score(model, resolution, self.calib)
+
+    def _score(self, model: nn.Module, resolution: int, bank: ImageBank) -> dict:
         self.calibrate(model, resolution)
-        result = accuracy(model, self.calib, resolution, self.batch_size, default_device())
+        result = accuracy(model, bank, resolution, self.batch_size, default_device())
         model.cpu()
         return result
 
