@@ -15,6 +15,8 @@ wraps one ``snakemake`` invocation in the project directory:
 - **DVC agrees**: with ``--dvc-commit``, a successful run of the params file that ``dvc.yaml``
   versions ends with ``dvc commit -f``, which records this run's outputs in ``dvc.lock`` (so
   ``dvc status`` is clean, ``dvc push`` pushes them and ``dvc checkout`` restores them).
+- **Failures in a few lines**: a failed run ends with the last lines of each failed job's log,
+  the ``error:`` line among them, below Snakemake's own report of the job.
 
 It also checks the cluster resources a profile grants (:func:`check_granted_gpus`).
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import select
 import shutil
 import signal
@@ -312,9 +315,12 @@ def run(args: argparse.Namespace) -> int:
     if exe is None:
         raise DwnasError("snakemake not found on PATH (pip install -e .)")
     extra = args.snakemake[1:] if args.snakemake[:1] == ["--"] else args.snakemake
-    snakemake = [exe, "--cores", str(args.cores), "--configfile", str(params), *extra]
+    # the extra arguments first: --configfile takes several values, so targets after it would
+    # be read as more params files
+    snakemake = [exe, *extra, "--cores", str(args.cores), "--configfile", str(params)]
     unlock_if_stale(project, snakemake)
 
+    started = time.time()
     child = subprocess.Popen(snakemake, cwd=project, env={**os.environ, RUNNER_ENV: str(os.getpid())},
                              preexec_fn=_die_with_parent)
     forwarded = []
@@ -338,11 +344,57 @@ def run(args: argparse.Namespace) -> int:
         print(f"dwnas run: snakemake was killed by signal {-rc}; `make run` again resumes",
               file=sys.stderr, flush=True)
         return 128 - rc
+    if rc != 0 and not forwarded:
+        print_failed_jobs(project, started)
     if rc != 0 or forwarded:
         return rc or 130
     if args.dvc_commit and not extra:
         return dvc_commit(project, params)
     return 0
+
+
+FAILED_RULE = re.compile(r"^Error in rule (\S+):$")
+TAIL_LINES = 15
+
+
+def failed_jobs(snakemake_log: str) -> list[tuple[str, list[str]]]:
+    """(rule, its log files) of every "Error in rule" block of a Snakemake log."""
+    found, lines = [], snakemake_log.splitlines()
+    for n, line in enumerate(lines):
+        match = FAILED_RULE.match(line)
+        if not match:
+            continue
+        logs = []
+        for detail in lines[n + 1:]:
+            if not detail.startswith(" "):
+                break
+            if detail.strip().startswith("log: "):
+                listed = detail.strip()[len("log: "):].split(" (check log file")[0]
+                logs = [name.strip() for name in listed.split(",") if name.strip()]
+        found.append((match.group(1), logs))
+    return found
+
+
+def print_failed_jobs(project: Path, since: float) -> None:
+    """The last lines of each failed job's log, as the run's last words: Snakemake's own error
+    block lists the job's inputs and its whole shell line, and the job's error is easily lost
+    above them."""
+    logs = [p for p in (project / ".snakemake" / "log").glob("*.snakemake.log")
+            if p.stat().st_mtime >= since - 1]
+    if not logs:
+        return
+    newest = max(logs, key=lambda p: p.stat().st_mtime)
+    for rule, files in failed_jobs(newest.read_text(errors="replace")):
+        for name in files:
+            path = project / name
+            if not path.is_file():
+                print(f"dwnas run: rule {rule} failed; its log {name} was not written",
+                      file=sys.stderr)
+                continue
+            tail = path.read_text(errors="replace").splitlines()[-TAIL_LINES:]
+            print(f"dwnas run: rule {rule} failed; the last {len(tail)} lines of {name}:",
+                  *(f"    {line}" for line in tail), sep="\n", file=sys.stderr)
+    sys.stderr.flush()
 
 
 def register(sub) -> None:

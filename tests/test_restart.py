@@ -5,9 +5,13 @@ metrics and plots.
 One fresh git project on params/smoke.yaml (dvc.yaml switched to smoke, as test_pipeline does),
 run through the Makefile's own `run` target:
 
-1. killed with SIGKILL to snakemake alone while `train_elastic` runs (its jobs must not outlive
-   it), 2. restarted, killed with SIGKILL to the whole `make` process group while the first
-   `measure` job runs, 3. restarted to completion. Nothing that had finished may run again.
+0. killed with SIGKILL to the whole `make` process group mid-way through the supernet's training
+   (its resume state written, its checkpoint not), 1. restarted, killed with SIGKILL to snakemake
+   alone while `train_elastic` runs (its jobs must not outlive it), 2. restarted, killed with
+   SIGKILL to the whole `make` process group while the first `measure` job runs, 3. restarted to
+   completion. Nothing that had finished may run again; the trained weights equal those of an
+   uninterrupted run of the same training stages in a second copy; no temporary file is left and
+   every MLflow run has ended.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dwnas.pipeline import live_snakemakes
 
@@ -35,7 +40,8 @@ def env() -> dict:
     out = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "MLFLOW_DISABLE_TELEMETRY": "true",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t"}
-    out.pop("MLFLOW_TRACKING_URI", None)
+    out.pop("MLFLOW_TRACKING_URI", None)  # the project's own store, results/mlflow.db
+    out["DWNAS_TRACKING"] = "1"  # as a user runs it (the suite turns tracking off elsewhere)
     out.pop("MAKEFLAGS", None)
     return out
 
@@ -61,6 +67,10 @@ def project_files(dest: Path) -> Path:
         if (REPO / name).is_file() and name != "dvc.lock":
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, dest / name)
+    smoke = dest / "params/smoke.yaml"  # three epochs: a supernet training long enough to kill
+    params = yaml.safe_load(smoke.read_text())
+    params["train"]["supernet"]["epochs"] = 3
+    smoke.write_text(yaml.safe_dump(params, sort_keys=False))
     dvc_yaml = dest / "dvc.yaml"
     dvc_yaml.write_text(dvc_yaml.read_text().replace("params/default.yaml", "params/smoke.yaml"))
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "smoke"]):
@@ -83,16 +93,16 @@ def processes_in(project: Path) -> list[tuple[int, str]]:
     return found
 
 
-def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None):
+def wait_for(predicate, timeout: float, what: str, proc=None, every: float = 0.2):
     deadline = time.monotonic() + timeout
     while not predicate():
         if proc is not None and proc.poll() is not None:
-            out, err = proc.communicate()
+            out, err = proc.communicate(timeout=60)
             raise AssertionError(f"make ended ({proc.returncode}) before {what}:\n{out[-3000:]}\n"
                                  f"{err[-3000:]}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(every)
 
 
 def finished_outputs(results: Path) -> dict[str, int]:
@@ -125,9 +135,62 @@ def finished_for_snakemake(project: Path, results: Path) -> dict[str, int]:
             if path not in pending}
 
 
-def start(project: Path) -> subprocess.Popen:
-    return subprocess.Popen(make_run(), cwd=project, env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+def weights_digest(path: Path) -> str:
+    """SHA-256 over a checkpoint's tensors, names and bytes (its summary's timings left out)."""
+    import hashlib
+
+    import torch
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    tensors = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        value = tensors[name]
+        if isinstance(value, torch.Tensor):
+            digest.update(name.encode())
+            digest.update(value.contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+                          if value.numel() else b"")
+    return digest.hexdigest()
+
+
+# Training stages whose result depends on the seed alone; HURRICANE and DepthShrinker pick their
+# networks by measured latency, so a second run may train other networks.
+DETERMINISTIC_CHECKPOINTS = ("supernet/supernet.pt", "elastic/elastic.pt", "fixed/fixed.pt",
+                             "baselines/mobilenetv2/w0.35_r32/weights.pt",
+                             "baselines/odn/mbconv/weights.pt", "baselines/odn/resnet18/weights.pt")
+
+
+def leftover_temporaries(results: Path) -> list[str]:
+    return sorted(str(p.relative_to(results)) for p in results.rglob("*")
+                  if ".tmp" in p.name or p.name.endswith(".state.pt"))
+
+
+class Started:
+    """`make run` in the background, its output going to files (a pipe nobody reads while the
+    test waits would fill up and stall snakemake)."""
+
+    def __init__(self, project: Path, n: int):
+        self.out_path, self.err_path = (project.parent / f"make{n}.{k}" for k in ("out", "err"))
+        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen(make_run(), cwd=project, env=env(), stdout=out,
+                                         stderr=err, text=True, start_new_session=True)
+        self.pid = self.proc.pid
+
+    def poll(self):
+        return self.proc.poll()
+
+    def communicate(self, timeout: float):
+        self.proc.wait(timeout=timeout)
+        return self.out_path.read_text(), self.err_path.read_text()
+
+    @property
+    def returncode(self):
+        return self.proc.returncode
+
+
+def start(project: Path) -> Started:
+    start.count = getattr(start, "count", 0) + 1
+    return Started(project, start.count)
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +198,15 @@ def restarted(tmp_path_factory) -> dict:
     project = project_files(tmp_path_factory.mktemp("restart") / "project")
     results = project / "results/smoke"
     seen: dict = {"project": project}
+
+    # 0. SIGKILL to the whole `make run` process group, mid-way through the supernet's training
+    state = results / "supernet/supernet.state.pt"
+    make = start(project)
+    wait_for(state.exists, 900, "the supernet's resume state", make, every=0.005)
+    os.killpg(make.pid, signal.SIGKILL)
+    make.communicate(timeout=60)
+    seen["supernet_finished_before_kill"] = (results / "supernet/supernet.pt").exists()
+    wait_for(lambda: not processes_in(project), 15, "the killed run's processes to end")
 
     # 1. SIGKILL to snakemake alone, while train_elastic runs
     make = start(project)
@@ -169,6 +241,18 @@ def restarted(tmp_path_factory) -> dict:
     return seen
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, restarted) -> Path:
+    """The deterministic training stages run once, uninterrupted, in a second copy (after the
+    restarted run, so the two never share the machine's cores)."""
+    project = project_files(tmp_path_factory.mktemp("uninterrupted") / "project")
+    targets = [f"results/smoke/{name}".replace("weights.pt", "transform.json")  # a rule's output
+               for name in DETERMINISTIC_CHECKPOINTS]
+    run([str(BIN / "dwnas"), "run", "--cores", "2", "--configfile", "params/smoke.yaml", "--",
+         *targets], project, timeout=1800)
+    return project / "results/smoke"
+
+
 @pytest.mark.timeout(3600)
 def test_killed_run_restarts_with_make_run_alone(restarted):
     rc, out, err = restarted["first"]
@@ -192,6 +276,31 @@ def test_killed_run_restarts_with_make_run_alone(restarted):
         rerun = sorted(path for path, mtime in done.items() if after.get(path) != mtime)
         assert rerun == [], f"finished outputs made again: {rerun[:10]}"
     assert len(restarted["done_after_second"]) > len(restarted["done_after_first"]) > 0
+
+
+@pytest.mark.timeout(3600)
+def test_killed_three_times_trains_the_weights_of_an_uninterrupted_run(restarted, uninterrupted):
+    assert not restarted["supernet_finished_before_kill"], "the kill came after the training"
+    results = restarted["project"] / "results/smoke"
+    log = (results / "logs/train_supernet.log").read_text()
+    assert "resumed from" in log, log[-2000:]  # the supernet went on from its state, not from 0
+    for name in DETERMINISTIC_CHECKPOINTS:
+        assert weights_digest(results / name) == weights_digest(uninterrupted / name), name
+
+
+def test_no_temporary_file_is_left_and_every_mlflow_run_ended(restarted):
+    results = restarted["project"] / "results/smoke"
+    assert leftover_temporaries(results) == []
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{restarted['project'] / 'results/mlflow.db'}")
+    experiment = client.get_experiment_by_name("dwnas-smoke")
+    statuses: dict[str, int] = {}
+    for run_ in client.search_runs([experiment.experiment_id], max_results=1000):
+        statuses[run_.info.status] = statuses.get(run_.info.status, 0) + 1
+    assert statuses.get("FINISHED", 0) > 0
+    assert set(statuses) <= {"FINISHED", "KILLED", "FAILED"}, statuses
+    assert statuses.get("KILLED", 0) >= 3  # a run of each killed stage, ended at the next start
 
 
 def test_after_the_restart_nothing_is_left_to_do(restarted):
@@ -253,6 +362,9 @@ def test_dvc_push_pull_restore_metrics_and_plots(restarted, tmp_path):
         assert content["encoding"]["color"]["field"] == "method"
         values = content["data"]["values"]
         assert len({row["method"] for row in values}) >= 2 and all(row[x] != "" for row in values)
+        if name.endswith(".json"):  # the points are the rows, no other record merged into them
+            rows = json.loads((project / f"results/smoke/report/{name}").read_text())["rows"]
+            assert [(v["method"], v[x]) for v in values] == [(r["method"], r[x]) for r in rows]
     for image in ("pareto.png", "lut_fidelity.png"):
         assert plots[f"results/smoke/report/{image}"][0]["type"] == "image"
 

@@ -220,6 +220,15 @@ def test_dwnas_run_removes_a_stale_lock_and_refuses_a_live_one(project, tmp_path
     (locks / "0.input.lock").unlink()
 
 
+def test_dwnas_run_passes_targets_to_snakemake(project):
+    target = "results/smoke/supernet/supernet.pt"
+    done = run([str(BIN / "dwnas"), "run", "--cores", "1", "--configfile", "params/smoke.yaml",
+                "--", "-n", target], project)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout + done.stderr
+    assert "rule train_supernet:" in out and "rule measure" not in out, out[-3000:]
+
+
 def test_dwnas_run_bad_params_file_is_one_error_line(project):
     done = run([str(BIN / "dwnas"), "run", "--configfile", "params/nope.yaml"], project)
     assert done.returncode == 2
@@ -263,3 +272,34 @@ def test_dvc_commit_records_the_run_and_keeps_modification_times(tmp_path):
     (project / "dvc.lock").unlink()
     assert dvc_commit(project, other) == 0  # another params file: dvc.lock left alone
     assert not (project / "dvc.lock").exists()
+
+
+def test_a_failed_job_ends_the_run_with_its_log_tail(project):
+    """A stage that fails (a corrupt image, data.on_corrupt: fail): `dwnas run` ends with the tail
+    of its log, the error line in it."""
+    data = project / "results/smoke/data"
+    dwnas = [str(BIN / "dwnas"), "run", "--cores", "1", "--configfile", "params/smoke.yaml", "--"]
+    try:
+        made = run([*dwnas, "results/smoke/data/synth"], project)
+        assert made.returncode == 0, made.stderr[-3000:]
+        image = sorted((data / "synth").rglob("*.JPEG"))[0]
+        image.write_bytes(b"not an image")
+        done = run([*dwnas, "results/smoke/data/prepared"], project)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    assert done.returncode != 0
+    tail = done.stderr[done.stderr.rindex("dwnas run: rule "):]
+    assert tail.startswith("dwnas run: rule data_prepare failed; the last "), tail
+    assert "error:" in tail and image.name in tail, tail
+    assert len(tail.splitlines()) <= 16
+
+
+def test_failed_jobs_reads_snakemake_error_blocks():
+    from dwnas.pipeline import failed_jobs
+
+    text = ("Error in rule profile:\n    message: None\n    jobid: 13\n"
+            "    log: results/a.log, results/b.log (check log file(s) for error details)\n"
+            "    shell:\n        dwnas profile ...\nShutting down\nError in rule report:\n"
+            "    jobid: 2\n")
+    assert failed_jobs(text) == [("profile", ["results/a.log", "results/b.log"]),
+                                 ("report", [])]

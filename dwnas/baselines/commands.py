@@ -239,6 +239,7 @@ def _hurricane_supernet(args: argparse.Namespace) -> int:
     from dwnas.io import atomic_dir, torch_save, write_json
     from dwnas.measure.api import latency_timer
     from dwnas.space import Space
+    from dwnas.train.engine import seed_everything
 
     settings = _hurricane_settings(args.settings, SUPERNET_KEYS)
     recipe = _recipe(settings["recipe"], "baselines.hurricane.recipe", single_path=True)
@@ -255,6 +256,7 @@ def _hurricane_supernet(args: argparse.Namespace) -> int:
     choices = hc.layer_choices(space, table, settings["keep_ops"])
     defaults = [hc.fastest_op(table, layer, allowed) for layer, allowed
                 in zip(hc.layers_of(space), choices, strict=True)]
+    seed_everything(args.seed)  # the initial weights follow the seed, whatever ran before
     supernet = hc.OpSupernet(space, choices, n_classes)
     sample = hc.sampler(choices, late, defaults, args.seed, salt=1)
     params = {"settings": settings, "device": args.device, "seed": args.seed}
@@ -383,6 +385,7 @@ def _odn(args: argparse.Namespace) -> int:
     from dwnas.data.loaders import num_classes
     from dwnas.errors import DwnasError
     from dwnas.space import Space
+    from dwnas.train.engine import seed_everything
     from dwnas.transform.deploy import deploy_forms
 
     recipe = _recipe(args.recipe, "baselines.odn.recipe")
@@ -398,6 +401,7 @@ def _odn(args: argparse.Namespace) -> int:
     n_classes = num_classes(args.prepared)
     resolution = args.resolution
     data = _eval_data(args, resolution)
+    seed_everything(args.seed)  # the initial weights follow the seed, whatever ran before
     net = odn.build(bb, args.start_depth, n_classes)
     rounds, previous, at_depth, epochs_used = [], None, 0, 0
     params = {"backbone": args.backbone, "criterion": args.criterion, "recipe": args.recipe,

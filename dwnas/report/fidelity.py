@@ -32,9 +32,11 @@ def _arch_of(folder: Path, transform: dict):
 
 
 def pipeline_fidelity(measure_paths, tables: dict, space) -> dict:
-    """``{"rows": [...], "summary": {runtime: {mape, within_10pct, n}}, "outside": [...]}``;
-    ``tables`` maps (device, runtime) to a LatencyTable of ``space``."""
-    rows, outside, seen = [], [], set()
+    """``{"rows": [...], "summary": {runtime: {mape, within_10pct, n}}, "outside": {...}}``;
+    ``tables`` maps (device, runtime) to a LatencyTable of ``space``. ``outside`` maps
+    "method budget device runtime" to why the table cannot predict it: a mapping, not a list of
+    records, because DVC's plots merge every list of records in a file into the plotted points."""
+    rows, outside, seen = [], {}, set()
     for path in sorted(Path(p) for p in measure_paths):
         folder, method, budget, device, runtime = row_folder(path)
         table = tables.get((device, runtime))
@@ -48,8 +50,7 @@ def pipeline_fidelity(measure_paths, tables: dict, space) -> dict:
             space.validate(arch)
             predicted = {form: table.predict(arch, form) for form in ("deep", "shallow")}
         except DwnasError as exc:
-            outside.append({"method": method, "budget": budget, "runtime": runtime,
-                            "reason": str(exc).splitlines()[0]})
+            outside[f"{method} {budget} {device} {runtime}"] = str(exc).splitlines()[0]
             continue
         compare = read_json(path)
         drift = (compare.get("canary") or {}).get("drift")
