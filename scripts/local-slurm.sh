@@ -16,6 +16,7 @@
 # to replace a slurm.conf it did not write; `down` removes the one it wrote. State, logs and pid
 # files live in $DWNAS_SLURM_DIR (default /tmp/dwnas-slurm).
 set -euo pipefail
+export PATH=$PATH:/usr/sbin:/sbin  # munged, slurmctld, slurmd
 
 DIR=${DWNAS_SLURM_DIR:-/tmp/dwnas-slurm}
 CONF=/etc/slurm/slurm.conf
