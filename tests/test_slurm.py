@@ -73,6 +73,16 @@ def slurm():
         assert slurm_command("status").returncode == 3
 
 
+def test_local_slurm_is_one_node_of_this_machine_and_up_is_idempotent(slurm):
+    again = slurm_command("up")
+    assert again.returncode == 0 and "already up" in again.stdout
+    status = slurm_command("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    node = subprocess.run(["sinfo", "--noheader", "--Node", "--format=%P %T %c"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    assert node == ["local*", "idle", str(os.cpu_count())]
+
+
 def slurm_jobs(run_id: str) -> list[tuple[str, str]]:
     """(rule, state) of every Slurm job of one snakemake run (the plugin names each job after the
     run and puts `rule_<name>[_wildcards_...]` in its comment)."""
