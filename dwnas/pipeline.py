@@ -51,6 +51,10 @@ def check_granted_gpus(nproc: Mapping[str, int], granted: Mapping[str, Mapping])
     (``gpu``, from ``--set-resources`` / a profile's ``set-resources``) must equal the params'
     ``nproc`` it runs with, else a cluster profile would silently change the results (issue 14).
 
+    ``gpu: 0`` is the one other grant: no GPUs, so the params' nproc processes run on the job's
+    CPUs (gloo), as on a CPU-only cluster (``profiles/slurm-local``); the processes, and so the
+    results, still come from the params.
+
     ``nproc``: rule name -> the params' nproc; ``granted``: rule name -> resource overrides.
     """
     problems = []
@@ -64,11 +68,11 @@ def check_granted_gpus(nproc: Mapping[str, int], granted: Mapping[str, Mapping])
         except (TypeError, ValueError):
             problems.append(f"set-resources {rule}: gpu={value!r} is not a number")
             continue
-        if value != want:
+        if value != want and value != 0:
             problems.append(
                 f"set-resources {rule}: gpu={value} but the params run it with nproc {want}; "
                 f"a profile grants resources, the params file decides the processes (set nproc "
-                f"there, or drop gpu from the profile)")
+                f"there, drop gpu from the profile, or grant gpu: 0 to run them on CPUs)")
     if problems:
         raise DwnasError("; ".join(problems))
 

@@ -41,7 +41,8 @@ def clone(dest: Path) -> Path:
         if (REPO / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, dest / name)
-    for name in ("dwnas/pipeline.py", "profiles/default/config.yaml", "profiles/slurm/config.yaml"):
+    for name in ("dwnas/pipeline.py", "profiles/default/config.yaml", "profiles/slurm/config.yaml",
+                 "profiles/slurm-local/config.yaml"):
         if not (dest / name).exists():  # before the files are committed
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, dest / name)
@@ -117,6 +118,26 @@ def test_check_granted_gpus():
         check_granted_gpus({"a": 2}, {"a": {"gpu": "4"}})
     with pytest.raises(DwnasError, match="gpu='x' is not a number"):
         check_granted_gpus({"a": 2}, {"a": {"gpu": "x"}})
+    check_granted_gpus({"a": 2}, {"a": {"gpu": 0}})  # no GPUs: the 2 processes run on CPUs
+    with pytest.raises(DwnasError, match="set-resources a: gpu=-1"):
+        check_granted_gpus({"a": 2}, {"a": {"gpu": -1}})
+
+
+def test_local_slurm_profile_is_the_cluster_profile_sized_to_one_node(project, tmp_path):
+    """profiles/slurm-local (scripts/local-slurm.sh's cluster) has the cluster profile's executor
+    and rules; it grants no GPUs, and the params still decide the processes."""
+    real = yaml.safe_load((project / "profiles/slurm/config.yaml").read_text())
+    local = yaml.safe_load((project / "profiles/slurm-local/config.yaml").read_text())
+    assert local["executor"] == real["executor"] == "slurm"
+    assert set(real["set-resources"]) <= set(local["set-resources"])
+    assert set(real["default-resources"]) - {"slurm_account"} <= set(local["default-resources"])
+    assert {rule for rule, res in local["set-resources"].items() if "gpu" in res} == {
+        "train_supernet", "train_elastic", "baseline_mobilenetv2"}
+    assert all(res.get("gpu", 0) == 0 for res in local["set-resources"].values())
+    done = _slurm_dry_run(project, _nproc(project, 2, tmp_path), project / "profiles/slurm-local")
+    assert done.returncode == 0, done.stderr[-3000:]
+    supernet = [line for line in done.stdout.splitlines() if "dwnas train supernet" in line]
+    assert supernet and all("--nproc 2 " in line for line in supernet)
 
 
 def test_code_digest_follows_contents_not_location_or_mtime(tmp_path):
