@@ -3,7 +3,9 @@
 Gradients are averaged by hand after all of a step's backward passes instead of wrapping the model
 in DDP: a sandwich step runs several subnets that use different subsets of the weights, which DDP's
 one-backward-per-step bucketing does not fit. Every rank samples the same subnets (seeded by the
-global step), so the averaged gradient equals the single-process gradient of the global batch.
+global step) on its share of the global batch. The result is close to, not equal to, a single
+process on the global batch: BatchNorm normalises each rank's images with that rank's own
+statistics (docs/training.md gives the measured distance; tests/test_slurm.py bounds it).
 """
 
 from __future__ import annotations
