@@ -10,7 +10,8 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from dwnas.config import check_all, params_hash
+from dwnas import track
+from dwnas.config import check_all
 from dwnas.errors import DwnasError
 from dwnas.pipeline import check_granted_gpus, code_digest
 
@@ -38,28 +39,19 @@ except DwnasError as exc:
 
 NAME = config["name"]
 R = f"results/{NAME}"
-os.environ["DWNAS_EXPERIMENT"] = f"dwnas-{NAME}"
-os.environ["DWNAS_PARAMS_HASH"] = params_hash(config)
+track.pipeline_environment(NAME, config)  # the experiment and params hash every stage logs under
 
 
 onstart:
-    from dwnas import track
-
-    parent = track.start_pipeline_run(f"dwnas-{NAME}", config, PARAMS_FILE)
-    if parent:
-        os.environ["DWNAS_PARENT_RUN_ID"] = parent
+    track.pipeline_started(config, PARAMS_FILE)
 
 
 onsuccess:
-    from dwnas import track
-
-    track.end_pipeline_run(os.environ.get("DWNAS_PARENT_RUN_ID"), "FINISHED")
+    track.pipeline_ended("FINISHED")
 
 
 onerror:
-    from dwnas import track
-
-    track.end_pipeline_run(os.environ.get("DWNAS_PARENT_RUN_ID"), "FAILED")
+    track.pipeline_ended("FAILED")
 
 
 PACKAGE = Path(workflow.basedir, "dwnas")

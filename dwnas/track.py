@@ -481,6 +481,28 @@ def start_pipeline_run(experiment: str, params: Mapping[str, Any], params_file: 
     return None
 
 
+def pipeline_environment(name: str, params: Mapping[str, Any]) -> None:
+    """Set what every stage of one pipeline invocation reads from its environment: the
+    experiment (``dwnas-<name>``) and the params hash. Snakemake's jobs inherit it, on a cluster
+    too; :func:`pipeline_started` adds the parent run."""
+    from dwnas.config import params_hash
+
+    os.environ["DWNAS_EXPERIMENT"] = f"dwnas-{name}"
+    os.environ["DWNAS_PARAMS_HASH"] = params_hash(params)
+
+
+def pipeline_started(params: Mapping[str, Any], params_file: str) -> None:
+    """The Snakefile's ``onstart``: open the parent run and let the stages nest under it."""
+    parent = start_pipeline_run(os.environ.get("DWNAS_EXPERIMENT", "dwnas"), params, params_file)
+    if parent:
+        os.environ["DWNAS_PARENT_RUN_ID"] = parent
+
+
+def pipeline_ended(status: str) -> None:
+    """The Snakefile's ``onsuccess`` (``FINISHED``) and ``onerror`` (``FAILED``)."""
+    end_pipeline_run(os.environ.get("DWNAS_PARENT_RUN_ID"), status)
+
+
 def report_metrics(report: Path) -> dict[str, float]:
     """The report's headline figures: its summary's numbers and each main-table row's top-1,
     speed-up and shallow latency (``<method>.<budget>.<device>.<runtime>.<figure>``)."""

@@ -113,7 +113,7 @@ rule baseline_hurricane_supernet:
         prepared=f"{R}/data/prepared",
     params:
         code=package_code(*BASELINE_CODE_PARTS, "measure"),
-        out=f"{R}/baselines/hurricane/supernet",
+        out=lambda wildcards, output: os.path.dirname(output.summary),
         space=as_json(config["space"]),
         settings=as_json({k: HURRICANE[k] for k in HURRICANE_SUPERNET_KEYS}),
         device=PROFILE["device"],

@@ -27,7 +27,7 @@ rule report:
         fidelity=expand(rules.profile.output.fidelity, runtime=RUNTIMES),
     params:
         code=package_code("report", "search/latency.py", "transform/deploy.py", "space.py"),
-        out=f"{R}/report",
+        out=lambda wildcards, output: os.path.dirname(output.summary),
         experiment=f"dwnas-{NAME}",
         space=as_json(config["space"]),
         luts=lambda wildcards, input: " ".join(f"--lut {p}" for p in input.luts),
