@@ -72,6 +72,17 @@ def _remove_stale_outputs(args: argparse.Namespace) -> None:
             remove_stale(value)
 
 
+def _check_outputs_writable(args: argparse.Namespace) -> None:
+    """Before any work: an output that cannot be written (read-only or full folder, a parent that
+    is a file) is one ``error:`` line naming it now, not a traceback at the first save."""
+    from dwnas.io import check_writable
+
+    for name in ("out", "summary"):
+        value = getattr(args, name, None)
+        if isinstance(value, str | os.PathLike) and str(value):
+            check_writable(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -79,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         track.set_extra_tags(args.tag)
         _remove_stale_outputs(args)
+        _check_outputs_writable(args)
         track.begin_command(args, sys.argv[1:] if argv is None else argv)
         result = args.func(args)
     except DwnasError as exc:

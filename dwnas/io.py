@@ -29,6 +29,7 @@ WRITE_ERRNOS = {
     errno.ENOSPC: "disk full",
     errno.EDQUOT: "disk quota exceeded",
     errno.EROFS: "read-only file system",
+    errno.EFBIG: "file too large",
 }
 
 
@@ -42,6 +43,14 @@ def _is_temporary(filename: Any, path: Path, tmp: Path | None) -> bool:
     return name.parent == path.parent and name.name.startswith(f".{path.name}.")
 
 
+class WriteError(DwnasError):
+    """``<path>: cannot write (<reason>)``: an output that cannot be written."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: cannot write ({reason})")
+        self.path, self.reason = Path(path), reason
+
+
 def _write_error(exc: OSError, path: Path, tmp: Path | None = None,
                  any_errno: bool = False) -> DwnasError | None:
     """A DwnasError naming ``path`` for a write-side OSError, or None to let ``exc`` through."""
@@ -49,8 +58,8 @@ def _write_error(exc: OSError, path: Path, tmp: Path | None = None,
         return None
     reason = WRITE_ERRNOS.get(exc.errno) or exc.strerror or str(exc)
     if _is_temporary(exc.filename, path, tmp) or Path(os.fsdecode(exc.filename)) == path:
-        return DwnasError(f"{path}: cannot write ({reason})")
-    return DwnasError(f"{path}: cannot write ({os.fsdecode(exc.filename)}: {reason})")
+        return WriteError(path, reason)
+    return WriteError(path, f"{os.fsdecode(exc.filename)}: {reason}")
 
 
 @contextlib.contextmanager
@@ -69,7 +78,9 @@ def _writing(path: Path, any_errno: bool = False) -> Iterator[None]:
 def _body(path: Path, tmp: Path) -> Iterator[None]:
     """The caller's block writing into ``tmp``: its write-side OSErrors on ``tmp`` name ``path``.
 
-    An OSError on another file (an input the block reads) passes through unchanged.
+    An OSError on another file (an input the block reads) passes through unchanged, and a file
+    written atomically inside a temporary folder is named by the folder's final path (a hidden
+    temporary name means nothing to the user).
     """
     try:
         yield
@@ -80,6 +91,10 @@ def _body(path: Path, tmp: Path) -> Iterator[None]:
         if error is None:
             raise
         raise error from exc
+    except WriteError as exc:
+        if tmp not in exc.path.parents:
+            raise
+        raise WriteError(path, f"{exc.path.relative_to(tmp)}: {exc.reason}") from exc
 
 
 def check_writable(path: str | os.PathLike) -> Path:
@@ -223,27 +238,56 @@ def _anonymous_file(folder: Path) -> int | None:
         return None  # a file system without O_TMPFILE
 
 
+class _RecordingWriter:
+    """A file's ``write`` that remembers the OSError it raised: torch.save turns a failed write
+    (disk full) into ``RuntimeError: enforce fail at inline_container.cc``, naming neither."""
+
+    def __init__(self, handle: Any):
+        self.handle, self.error = handle, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _torch_save_to(obj: Any, handle: Any) -> None:
+    """``torch.save(obj, handle)`` and flush; a failed write raises its OSError, not torch's."""
+    import torch
+
+    writer = _RecordingWriter(handle)
+    try:
+        torch.save(obj, writer)
+    except RuntimeError:
+        if writer.error is not None:
+            raise writer.error from None
+        raise
+    handle.flush()
+
+
 def torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` so that an interrupted save leaves neither a checkpoint nor a temporary.
 
     The bytes go to an unnamed file (``O_TMPFILE``) that gets a name only once complete: a kill
     during the save leaves nothing behind (no 0-byte ``.<name>.*.tmp``). Elsewhere it writes
     through a temporary name, which the next start removes."""
-    import torch
-
     path = Path(path)
     with _writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = _anonymous_file(path.parent)
     if fd is None:
-        with atomic_path(path) as tmp:
-            torch.save(obj, tmp)
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            _torch_save_to(obj, handle)
         return
     tmp = path.parent / f".{path.name}.{os.urandom(4).hex()}{_temp_suffix()}"
     try:
         with _body(path, tmp), os.fdopen(fd, "wb", closefd=False) as handle:
-            torch.save(obj, handle)
-            handle.flush()
+            _torch_save_to(obj, handle)
         with _writing(path):
             folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
             try:  # linkat(AT_SYMLINK_FOLLOW): a name for the file, now that it is complete

@@ -315,6 +315,11 @@ def run(args: argparse.Namespace) -> int:
     params = Path(args.configfile)
     if not params.is_file():
         raise DwnasError(f"{params}: params file not found")
+    from dwnas.config import check_all, read_params
+
+    # the Snakefile runs the same check, but Snakemake reads the file first: random bytes there
+    # were its UnicodeDecodeError traceback
+    check_all(read_params(params), str(params))
     exe = shutil.which("snakemake")
     if exe is None:
         raise DwnasError("snakemake not found on PATH (pip install -e .)")

@@ -256,6 +256,22 @@ def test_dwnas_run_bad_params_file_is_one_error_line(project):
     assert done.stderr.strip() == "error: params/nope.yaml: params file not found"
 
 
+def test_dwnas_run_unreadable_or_invalid_params_are_error_lines_before_snakemake(project, tmp_path):
+    """Random bytes were Snakemake's UnicodeDecodeError traceback (rc 1); a bad value was
+    Snakemake's WorkflowError block. Both are now `error:` lines, rc 2, no snakemake started."""
+    garbage = tmp_path / "garbage.yaml"
+    garbage.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x81\xc3\x28" * 8)
+    bad = tmp_path / "bad.yaml"
+    params = yaml.safe_load((project / "params/smoke.yaml").read_text())
+    params["train"]["supernet"]["lr"] = -1
+    bad.write_text(yaml.safe_dump(params))
+    for path, expected in ((garbage, f"error: {garbage}: not a UTF-8 YAML file"),
+                           (bad, f"error: {bad}: train.supernet.lr: must be > 0 (got -1)")):
+        done = run([str(BIN / "dwnas"), "run", "--configfile", str(path), "--", "-n"], project)
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert done.stderr.strip() == expected  # nothing from snakemake: it never started
+
+
 def test_dvc_commit_records_the_run_and_keeps_modification_times(tmp_path):
     """`dwnas run --dvc-commit`'s last step, with the real dvc: dvc.lock records the outputs,
     `dvc status` is clean, and Snakemake's view (modification times) is what it was."""

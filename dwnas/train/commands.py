@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dwnas.config import RESOLUTION_MAX, RESOLUTION_MIN, resolution_arg
+
 
 def json_arg(text: str):
     """Parse an inline JSON value or ``@path`` to a JSON file (argparse type)."""
@@ -118,6 +120,10 @@ def _resolution_range(text: str) -> tuple[int, int, int]:
         lo, hi, step = (int(v) for v in text.split(":"))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected MIN:MAX:STEP, got {text!r}") from exc
+    for value in (lo, hi):
+        if not RESOLUTION_MIN <= value <= RESOLUTION_MAX:
+            raise argparse.ArgumentTypeError(
+                f"{text}: resolutions must be between {RESOLUTION_MIN} and {RESOLUTION_MAX} px")
     return lo, hi, step
 
 
@@ -148,7 +154,8 @@ def register(sub) -> None:
                           "distillation from the largest deep subnet.")
     _common(sup)
     sup.add_argument("--space", required=True, type=json_arg, help="space as JSON or @file")
-    sup.add_argument("--resolution", type=int, required=True, help="training resolution (px)")
+    sup.add_argument("--resolution", type=resolution_arg, required=True,
+                     help="training resolution (px)")
     sup.set_defaults(func=_supernet, init=None)
 
     ela = tsub.add_parser("elastic", help="arbitrary-resolution elastic training from a supernet",
@@ -156,8 +163,8 @@ def register(sub) -> None:
                           "resizes the batch on the device.")
     _common(ela)
     ela.add_argument("--init", required=True, help="supernet checkpoint to continue from")
-    ela.add_argument("--resolution-min", type=int, required=True)
-    ela.add_argument("--resolution-max", type=int, required=True)
+    ela.add_argument("--resolution-min", type=resolution_arg, required=True)
+    ela.add_argument("--resolution-max", type=resolution_arg, required=True)
     ela.set_defaults(func=_elastic)
 
     swp = tsub.add_parser("sweep", help="accuracy vs resolution of the largest and smallest subnets")
