@@ -48,7 +48,9 @@ NAME_TAGS = ("dwnas.method", "dwnas.budget", "dwnas.device", "dwnas.runtime", "d
 # init, agent serve) are tools and never open a run
 # a command whose stage goes by another name (the name it logs under once it is done)
 COMMAND_STAGES = {"compare": "measure"}
-UNTRACKED = {("data", "pack"), ("supernet", "init"), ("agent", "serve"), ("params", "check")}
+# `dwnas run` starts snakemake, whose onstart opens the pipeline's parent run: it has none itself
+UNTRACKED = {("data", "pack"), ("supernet", "init"), ("agent", "serve"), ("params", "check"),
+             ("run",)}
 
 
 def set_extra_tags(pairs: list[str]) -> None:

@@ -473,6 +473,15 @@ def test_module_fixtures_are_isolated_from_the_users_store(module_tracking_view)
     assert str(REPO / "results") not in uri and uri != track.DEFAULT_URI
 
 
+def test_dwnas_run_opens_no_run_of_its_own(tracking_on):
+    """`make run` (dwnas run) is the orchestrator: the Snakefile's onstart opens the parent run."""
+    import argparse
+
+    assert track.begin_command(argparse.Namespace(command="run"), ["run"]) is None
+    track.end_command("FINISHED")
+    assert client(tracking_on).search_experiments(filter_string="name = 'dwnas'") == []
+
+
 def test_a_running_stage_is_already_named_by_what_it_runs(tracking_on):
     """While `dwnas compare` works, its run is already the `measure ...` run it will end as."""
     import argparse
