@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -267,3 +268,43 @@ def test_profile_writes_the_canary_it_timed(tmp_path):
     assert canary["file"] == out / "canary.onnx" and canary["latency_ms"] > 0
     assert canary["resolution"] in (32, 36, 40)
     assert json.loads((out / "summary.json").read_text())["canary"]["file"] == "canary.onnx"
+
+
+def test_budgets_are_checked_against_each_modes_fastest_network(space, table):
+    from dwnas.search.budgets import check_feasible
+    from dwnas.search.evolution import fastest_candidates
+
+    floors = {mode: min(table.predict(a, "shallow" if mode == "double-win" else "deep")
+                        for a in fastest_candidates(space, mode))
+              for mode in ("double-win", "deep-only")}
+    assert floors["double-win"] < floors["deep-only"]  # all-linear merges: the smoke space's
+    between = (floors["double-win"] + floors["deep-only"]) / 2
+    ok = check_feasible(table, space, {"unit": "ms", "values": [floors["deep-only"] * 1.01]},
+                        ["double-win", "deep-only"])
+    assert ok == {f"{floors['deep-only'] * 1.01:g}ms": floors["deep-only"] * 1.01}
+    assert check_feasible(table, space, {"unit": "ms", "values": [between]}, ["double-win"])
+    with pytest.raises(DwnasError, match=r"^search\.budgets: .* is infeasible in deep-only mode: "
+                       r"the fastest network of the space is predicted at"):
+        check_feasible(table, space, {"unit": "ms", "values": [between]},
+                       ["double-win", "deep-only"])
+
+
+def test_profile_stops_on_an_infeasible_budget_before_writing(tmp_path):
+    """The pipeline's profile rule passes search.budgets: an infeasible one is an error line from
+    the profile stage (which runs first), not from the search after training."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "lut"
+    done = subprocess.run(
+        [sys.executable, "-m", "dwnas", "profile", "--space", json.dumps(SMOKE["space"]),
+         "--grid", "32,40", "--num-classes", "4", "--settings", '{"warmup": 1, "iters": 5}',
+         "--calibration-archs", "0", "--fidelity-archs", "0", "--rounds", "1", "--round-iters",
+         "1", "--budgets", '{"unit": "ms", "values": [1e-9]}', "--out", str(out)],
+        capture_output=True, text=True, env={**os.environ, "DWNAS_TRACKING": "0"}, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "error: search.budgets: 1e-09ms (")
+    assert "is infeasible in double-win mode" in done.stderr
+    assert not out.exists()

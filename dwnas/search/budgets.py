@@ -27,3 +27,27 @@ def resolve_budgets(budgets: dict, reference_ms: float) -> dict[str, float]:
     labels = budget_labels(budgets)
     scale = reference_ms if budgets["unit"] == "fraction" else 1.0
     return {label: float(v) * scale for label, v in zip(labels, budgets["values"], strict=True)}
+
+
+def check_feasible(table, space, budgets: dict, modes) -> dict[str, float]:
+    """Every budget against the fastest network each search mode can pick, predicted by the
+    latency ``table``: a budget below it is an error now, from the profile stage, rather than from
+    the search after hours of training. Returns label -> budget in ms."""
+    from dwnas.search.evolution import deep_only, fastest_candidates
+
+    reference = table.predict(deep_only(space.largest()), "deep")
+    if not reference > 0:
+        raise DwnasError(f"latency table on {table.device}: the largest network is predicted at "
+                         f"{reference:.4g} ms; its timings are noise (profile with more "
+                         f"iterations: profile.iters, profile.warmup)")
+    resolved = resolve_budgets(budgets, reference)
+    for mode in modes:
+        form = "shallow" if mode == "double-win" else "deep"
+        floor = min(table.predict(arch, form) for arch in fastest_candidates(space, mode))
+        for label, ms in resolved.items():
+            if floor > ms:
+                raise DwnasError(
+                    f"search.budgets: {label} ({ms:.4g} ms on {table.device}) is infeasible in "
+                    f"{mode} mode: the fastest network of the space is predicted at "
+                    f"{floor:.4g} ms by this latency table; raise the budget or shrink the space")
+    return resolved

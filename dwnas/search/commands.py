@@ -44,6 +44,10 @@ def _profile(args: argparse.Namespace) -> int:
     from dwnas.measure.settings import MeasureSettings
 
     table.device_description = make_backend(MeasureSettings(device=args.device)).describe()
+    if args.budgets is not None:  # the table the search will use: its budgets are checked now
+        from dwnas.search.budgets import check_feasible
+
+        check_feasible(table, space, args.budgets, args.modes)
     with atomic_dir(args.out) as tmp:
         canary_arch, canary = canary_network(space, args.num_classes, args.seed)
         side = canary_arch.resolution
@@ -257,6 +261,12 @@ def register(sub) -> None:
     prof.add_argument("--round-statistic", default="min", choices=("median", "min", "mean", "p90"),
                       help="... each round's statistic, median over rounds (measure.statistic)")
     prof.add_argument("--seed", type=int, default=0)
+    prof.add_argument("--budgets", type=json_arg, default=None,
+                      help="search.budgets as JSON: stop with an error if one is below the fastest "
+                      "network this table predicts (before any training needs doing)")
+    prof.add_argument("--modes", type=lambda v: [m for m in v.split(",") if m],
+                      default=["double-win", "deep-only"],
+                      help="search modes whose fastest network --budgets is checked against")
     prof.add_argument("--out", required=True, help="output dir: lut.json, lut_fidelity.{json,png}")
     prof.set_defaults(func=_profile)
 

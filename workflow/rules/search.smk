@@ -2,6 +2,7 @@
 # deep-only mode (every block non-linear, the Once-for-All way) and Double-Win mode (budget on the
 # shallow form; deep-only's picks compete with its finalists, since its space contains them).
 import json
+import shlex
 
 from dwnas.search.budgets import budget_labels
 
@@ -42,7 +43,11 @@ rule profile:  # one latency table per measured runtime; the search uses profile
         seed=config["seed"],
         estimator=(f"--rounds {config['measure']['rounds']} --round-iters "
                    f"{config['measure']['round_iters']} --round-statistic {config['measure']['statistic']}"),
+        # the search's table checks the budgets: an infeasible one stops the run before training
+        budgets=lambda wildcards: (f"--budgets {shlex.quote(as_json(SEARCH['budgets']))} --modes {','.join(MODES)}"
+                                   if wildcards.runtime == PROFILE["runtime"] else ""),
     threads: workflow.cores  # timing runs alone: no other job competes for the CPU
+    priority: 10  # first of the jobs ready at the start, so the budget check precedes training
     log:
         f"{R}/logs/profile_{PROFILE['device']}_{{runtime}}.log",
     benchmark:
@@ -51,8 +56,8 @@ rule profile:  # one latency table per measured runtime; the search uses profile
         "dwnas profile --space {params.space:q} --device {params.device} --runtime {wildcards.runtime}"
         " --grid {params.grid} --num-classes {params.classes} --settings {params.settings:q}"
         " --statistic {params.statistic} --calibration-archs {params.calibration}"
-        " --fidelity-archs {params.archs} {params.estimator} --seed {params.seed} --out {params.out}"
-        " > {log} 2>&1"
+        " --fidelity-archs {params.archs} {params.estimator} {params.budgets} --seed {params.seed}"
+        " --out {params.out} > {log} 2>&1"
 
 
 def deep_only_picks(wildcards):
