@@ -114,6 +114,17 @@ def check_writable(path: str | os.PathLike) -> Path:
     return path
 
 
+def check_free_space(path: str | os.PathLike, needed: int, what: str) -> None:
+    """Before work: the file system that will hold ``path`` has room for ``needed`` bytes of
+    ``what`` (a known output size), else a DwnasError naming ``path`` now, not a full disk later."""
+    path = Path(path).absolute()
+    folder = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise DwnasError(f"{path}: not enough free space for {what}: needs "
+                         f"{needed / 2**20:,.1f} MiB, {free / 2**20:,.1f} MiB free on {folder}")
+
+
 def _umask_mode(directory: bool) -> int:
     """The mode a plain open()/mkdir() would give (mkstemp/mkdtemp make owner-only files)."""
     mask = os.umask(0)

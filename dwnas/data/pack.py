@@ -76,7 +76,7 @@ def write_packed(
     """Write ``prepared_dir/packed`` (atomically) from the manifests; return its meta."""
     from dwnas.data.manifest import SPLITS, read_manifest
     from dwnas.data.verify import default_workers
-    from dwnas.io import atomic_dir, write_json
+    from dwnas.io import atomic_dir, check_free_space, write_json
 
     if size < 8:
         raise DwnasError(f"pack size must be >= 8 px (got {size})")
@@ -89,6 +89,9 @@ def write_packed(
         "resize": "shorter side to size, centre square",
         "splits": {},
     }
+    images = sum(len(read_manifest(prepared_dir, split).paths) for split in SPLITS)
+    check_free_space(prepared_dir / "packed", images * size * size * 3,
+                     f"{images:,} packed images of {size} px")
     with atomic_dir(prepared_dir / "packed") as tmp:
         for split in SPLITS:
             manifest = read_manifest(prepared_dir, split)

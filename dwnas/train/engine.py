@@ -215,6 +215,15 @@ class Trainer:
         scheduler = build_scheduler(optimizer, self.job.recipe, steps_per_epoch)
         return model, space, optimizer, scheduler
 
+    def _check_free_space(self, model) -> None:
+        """What training will write, known before its first step: the checkpoint (the weights),
+        the resume state (weights and up to two optimizer moments) and, while a state is
+        replaced, the one before it: 7 x the weights' bytes at most."""
+        from dwnas.io import check_free_space
+
+        weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        check_free_space(self.job.out, 7 * weights, "the checkpoint and its resume state")
+
     def run(self) -> dict:
         job, recipe, ctx = self.job, self.job.recipe, self.ctx
         if ctx.is_main:
@@ -223,6 +232,8 @@ class Trainer:
         self._fingerprint = job.fingerprint(ctx.world_size)
         steps_per_epoch = len(loader)
         model, space, optimizer, scheduler = self._setup(n_classes, steps_per_epoch)
+        if ctx.is_main:
+            self._check_free_space(model)
         step, history, rng_state, partial = 0, [], None, (0.0, 0, 0.0)
         state = self._read_state() if job.resume else None
         if state is not None:
