@@ -275,7 +275,9 @@ def test_killed_run_restarts_with_make_run_alone(restarted):
     for done in (restarted["done_after_first"], restarted["done_after_second"]):
         rerun = sorted(path for path, mtime in done.items() if after.get(path) != mtime)
         assert rerun == [], f"finished outputs made again: {rerun[:10]}"
-    assert len(restarted["done_after_second"]) > len(restarted["done_after_first"]) > 0
+    # each kill left finished work behind (how much finished between the second and the third
+    # kill depends on which ready job Snakemake starts first: it may be the measure that is killed)
+    assert len(restarted["done_after_second"]) >= len(restarted["done_after_first"]) > 0
 
 
 @pytest.mark.timeout(3600)
