@@ -160,6 +160,21 @@ def test_double_win_is_never_less_accurate_than_deep_only(workdir):
         assert do.loc[budget, "latency_deep_ms"] == pytest.approx(do.loc[budget, "latency_shallow_ms"])
 
 
+def test_lut_fidelity_benchmark_reads_a_finished_run(workdir):
+    """benchmarks/lut_fidelity.py prints one JSON object on a finished run, agreeing with the
+    report's own fidelity figures (it once crashed on the report's `outside` mapping)."""
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks/lut_fidelity.py"),
+                          "--results", "results/smoke", "--params", "params/smoke.yaml"],
+                         cwd=workdir, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    report = json.loads((workdir / "results/smoke/report/summary.json").read_text())
+    for runtime, figures in report["lut_fidelity_pipeline"].items():
+        assert result["pipeline_networks"][runtime]["n"] == figures["n"]
+        assert result["pipeline_networks"][runtime]["mape"] == pytest.approx(figures["mape"])
+    assert set(result["outside_the_space"]) == {"mobilenetv2", "hurricane", "odn"}
+
+
 def test_second_run_does_nothing(workdir):
     start = time.monotonic()
     done = snakemake(workdir)
