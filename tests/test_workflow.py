@@ -54,7 +54,8 @@ def project(tmp_path_factory) -> Path:
 
 
 def test_snakemake_finds_the_default_profile_with_no_flag(project):
-    """`--dag`, `--rulegraph` and `--lint` need cores: the profile gives them on a fresh clone."""
+    """`--dag`, `--rulegraph` and `--lint` need cores: the profile gives them on a fresh clone,
+    where `--lint` finds nothing (exit 0)."""
     for flag in ("--dag", "--rulegraph"):
         done = run([str(BIN / "snakemake"), flag], project)
         assert done.returncode == 0, done.stderr[-2000:]
@@ -62,7 +63,10 @@ def test_snakemake_finds_the_default_profile_with_no_flag(project):
         assert done.stdout.lstrip().startswith("digraph"), flag
     lint = run([str(BIN / "snakemake"), "--lint"], project)
     assert "Workflow requires a total number of cores" not in lint.stdout + lint.stderr
-    assert "Lints for rule" in lint.stdout + lint.stderr  # it linted (conda/container advice)
+    # it linted, and found nothing (no "Lints for rule ..." / "Lints for snakefile ...")
+    assert lint.returncode == 0, lint.stdout[-3000:] + lint.stderr[-3000:]
+    assert "Lints for" not in lint.stdout + lint.stderr
+    assert "Congratulations, your workflow is in a good condition" in lint.stdout + lint.stderr
     dry = run([str(BIN / "snakemake"), "-n", "--configfile", "params/smoke.yaml"], project)
     assert dry.returncode == 0 and "data_synth" in dry.stdout
     assert "/" + str(project).strip("/") + "/dwnas" not in dry.stdout  # no absolute code inputs

@@ -1,6 +1,6 @@
 """What the Snakefile derives from the params (``dwnas.workflow``), without Snakemake: the code each
 stage runs, declared once and agreeing with dvc.yaml and with the code's own imports; the rule
-files wired to it; the layout and input functions."""
+files wired to it; the layout and input functions; the conda environment's pins."""
 
 from __future__ import annotations
 
@@ -69,13 +69,14 @@ def test_every_code_part_exists():
             assert (PACKAGE / part).exists(), f"{stage}: dwnas/{part}"
 
 
-def test_every_rule_that_runs_a_command_carries_its_stage_code():
+def test_every_rule_that_runs_a_command_carries_its_stage_code_and_environment():
     shell_rules = {
         name: block for name, block in rule_blocks().items() if "\n    shell:" in block[1]
     }
     assert {"data_synth", "profile", "measure", "baseline_odn", "report"} <= set(shell_rules)
     for name, (path, block) in shell_rules.items():
         assert f'code=CODE["{code_stage(name)}"],' in block, f"{path}: rule {name}"
+        assert '    conda:\n        "../envs/dwnas.yaml"\n' in block, f"{path}: rule {name}"
 
 
 def test_code_stage_of_a_rule():
@@ -449,3 +450,27 @@ def test_default_params_layout():
     layout = Layout(DEFAULT)
     assert layout.results == f"results/{DEFAULT['name']}"
     assert layout.budgets and layout.searched_measures and layout.baseline_measures
+
+
+# --- the conda environment ----------------------------------------------------------------------
+
+
+def test_conda_environment_pins_what_pyproject_pins():
+    """workflow/envs/dwnas.yaml (`snakemake --sdm conda`) installs pyproject.toml's dependencies,
+    word for word, a Python that pyproject allows, and this checkout (editable)."""
+    from packaging.specifiers import SpecifierSet
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    env = yaml.safe_load((REPO / "workflow/envs/dwnas.yaml").read_text())
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    python = next(d for d in conda if d.startswith("python"))
+    version = python.removeprefix("python=")
+    assert version in SpecifierSet(project["requires-python"]), python
+    assert "pip" in conda
+    package = [p for p in pip if p.startswith(("-e ", "--editable "))]
+    assert [p for p in pip if p not in package] == project["dependencies"]
+    assert len(package) == 1
+    checkout = (REPO / "workflow/envs" / package[0].split()[-1]).resolve()
+    assert checkout == REPO and (checkout / "pyproject.toml").is_file()

@@ -33,6 +33,8 @@ rule baseline_mobilenetv2:
     threads: workflow.cores
     resources:
         gpu=MNV2["recipe"]["nproc"],  # granted to the job; the processes come from params
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/baseline_mobilenetv2_{{variant}}.log",
     benchmark:
@@ -63,6 +65,8 @@ rule baseline_depthshrinker:
         eval=EVAL_FLAGS,
         runtimes=" ".join(RUNTIMES),
     threads: workflow.cores
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/baseline_depthshrinker_{{variant}}.log",
     benchmark:
@@ -96,6 +100,8 @@ rule baseline_hurricane_supernet:
         seed=config["seed"],
         workers=config["data"]["workers"],
     threads: workflow.cores  # operators are timed: no other job competes for the CPU
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/baseline_hurricane_supernet.log",
     benchmark:
@@ -126,6 +132,8 @@ rule baseline_hurricane:
         eval=EVAL_FLAGS,
         runtimes=" ".join(RUNTIMES),
     threads: workflow.cores
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/baseline_hurricane_{{variant}}.log",
     benchmark:
@@ -159,6 +167,8 @@ rule baseline_odn:
         eval=EVAL_FLAGS,
         runtimes=" ".join(RUNTIMES),
     threads: workflow.cores
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/baseline_odn_{{variant}}.log",
     benchmark:

@@ -12,6 +12,8 @@ rule data_synth:
         val=DATA["synth"]["val_per_class"],
         size=DATA["synth"]["image_size"],
         seed=DATA["synth"]["seed"],
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/data_synth.log",
     benchmark:
@@ -29,6 +31,8 @@ rule data_mnist:
         val=DATA.get("mnist", {}).get("val_per_class"),
         size=DATA.get("mnist", {}).get("image_size"),
         seed=DATA.get("mnist", {}).get("seed"),
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/data_mnist.log",
     benchmark:
@@ -49,6 +53,8 @@ rule data_prepare:
         subset="all" if LAYOUT.generated_data else DATA["subset"],
         on_corrupt=DATA["on_corrupt"],
         pack=f"--pack-size {DATA['packed_size']}" if DATA["packed_size"] else "",
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/data_prepare.log",
     benchmark:

@@ -26,6 +26,8 @@ rule measure:
         threads=f"--threads {MEASURE['threads']}" if MEASURE["threads"] else "",
         canary=lambda wildcards, input: f"--canary {input.lut}" if "lut" in input.keys() else "",
     threads: workflow.cores  # timing runs alone: no other job competes for the CPU
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/measure_{{mode}}_{{budget}}_{{device}}_{{runtime}}.log",
     benchmark:

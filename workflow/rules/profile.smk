@@ -30,6 +30,8 @@ rule profile:
         budgets=LAYOUT.budget_check_flags,
     threads: workflow.cores  # timing runs alone: no other job competes for the CPU
     priority: 10  # first of the jobs ready at the start, so the budget check precedes training
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/profile_{PROFILE['device']}_{{runtime}}.log",
     benchmark:

@@ -32,6 +32,8 @@ rule report:
         space=as_json(config["space"]),
         luts=lambda wildcards, input: " ".join(f"--lut {p}" for p in input.luts),
         fidelity=lambda wildcards, input: " ".join(f"--fidelity {p}" for p in input.fidelity),
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/report.log",
     benchmark:

@@ -28,6 +28,8 @@ rule search:
         seed=config["seed"],
         eval=EVAL_FLAGS,
         cache=f"{R}/cache/search_{{mode}}.json",
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/search_{{mode}}.log",
     benchmark:

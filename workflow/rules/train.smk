@@ -20,6 +20,8 @@ rule train_supernet:
     threads: workflow.cores
     resources:
         gpu=TRAIN["supernet"]["nproc"],  # granted to the job; the processes come from params
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/train_supernet.log",
     benchmark:
@@ -61,6 +63,8 @@ rule train_elastic:
     threads: workflow.cores
     resources:
         gpu=TRAIN["elastic"]["nproc"],  # granted to the job; the processes come from params
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/train_{{kind}}.log",
     benchmark:
@@ -92,6 +96,8 @@ rule train_sweep:
         ),
         seed=config["seed"],
         eval=EVAL_FLAGS,
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/train_sweep_{{label}}.log",
     benchmark:

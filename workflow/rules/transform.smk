@@ -19,6 +19,8 @@ rule transform:
         runtimes=" ".join(RUNTIMES),
         seed=config["seed"],
         eval=EVAL_FLAGS,
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/transform_{{mode}}_{{budget}}.log",
     benchmark:
