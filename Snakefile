@@ -1,11 +1,11 @@
 # dwnas pipeline: data -> supernet -> elastic -> profile/search -> transform -> measure -> report.
 # Thin by design: every rule's shell line is one `dwnas` command, every config value reaches a rule
-# through `params:`, and all logic lives (and is tested) in the dwnas package.
+# through `params:`, and all logic lives (and is tested) in the dwnas package (dwnas.workflow for
+# what the rules derive from the params). workflow/rules/common.smk holds the names the rule files
+# share; it is included first, and the rule files (one per stage) in any order after it.
 #
 #   snakemake --cores all                                  # embedded default params
 #   snakemake --cores all --configfile params/smoke.yaml   # any other params file
-import json
-import os
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -13,7 +13,7 @@ from snakemake.exceptions import WorkflowError
 from dwnas import track
 from dwnas.config import check_all
 from dwnas.errors import DwnasError
-from dwnas.pipeline import check_granted_gpus, code_digest
+from dwnas.workflow import check_granted_gpus, gpu_processes, relative
 
 
 if not workflow.overwrite_configfiles:  # --configfile replaces the default, never merges into it
@@ -21,13 +21,8 @@ if not workflow.overwrite_configfiles:  # --configfile replaces the default, nev
     configfile: str(Path(workflow.basedir, "params/default.yaml"))
 
 
-def here(path):
-    """``path`` relative to the working directory: what Snakemake records (inputs, params) must not
-    name the checkout's location, so a moved or re-cloned checkout re-runs nothing."""
-    return os.path.relpath(path)
-
-
-PARAMS_FILE = here(
+# relative to the working directory: nothing a rule records names the checkout's location
+PARAMS_FILE = relative(
     workflow.overwrite_configfiles[-1]
     if workflow.overwrite_configfiles
     else Path(workflow.basedir, "params/default.yaml")
@@ -36,10 +31,12 @@ try:  # bad params stop the run before any rule starts, with the key path named
     check_all(config, PARAMS_FILE)
 except DwnasError as exc:
     raise WorkflowError(str(exc)) from None
+try:  # a profile grants resources; it never changes how many processes a rule runs
+    check_granted_gpus(gpu_processes(config), workflow.resource_settings.overwrite_resources)
+except DwnasError as exc:
+    raise WorkflowError(f"error: {exc}") from None
 
-NAME = config["name"]
-R = f"results/{NAME}"
-track.pipeline_environment(NAME, config)  # the experiment and params hash every stage logs under
+track.pipeline_environment(config["name"], config)  # the experiment and params hash every stage logs under
 
 
 onstart:
@@ -54,42 +51,21 @@ onerror:
     track.pipeline_ended("FAILED")
 
 
-PACKAGE = Path(workflow.basedir, "dwnas")
-
-
-def as_json(value):
-    """A params section as a rule parameter: key order never counts as a change."""
-    return json.dumps(value, sort_keys=True)
-
-
-def package_code(*parts):
-    """A rule's `code` param: the digest of the package sources it runs (found beside the
-    Snakefile), so an edit to them re-runs it and what follows (Snakemake's params trigger), while
-    a moved checkout, a fresh clone or a touched file re-runs nothing."""
-    return code_digest(PACKAGE, parts)
-
-
+include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/profile.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/transform.smk"
+include: "workflow/rules/measure.smk"
 include: "workflow/rules/baselines.smk"
-
-
-try:  # a profile grants resources; it never changes how many processes a rule runs
-    check_granted_gpus({"train_supernet": TRAIN["supernet"]["nproc"],
-                        "train_elastic": TRAIN["elastic"]["nproc"],
-                        "baseline_mobilenetv2": MNV2["recipe"]["nproc"]},
-                       workflow.resource_settings.overwrite_resources)
-except DwnasError as exc:
-    raise WorkflowError(f"error: {exc}") from None
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         report=f"{R}/report/summary.json",
-        measures=[path for mode in MODES for budget in BUDGETS
-                  for path in measured_rows(f"{R}/measure/{mode}/{budget}")],
+        measures=MEASURES,
         baselines=BASELINE_MEASURES,
     default_target: True
 
@@ -98,24 +74,19 @@ rule all:
 localrules: profiled, static_baselines, searched_baselines, transformed_searches, measured
 
 
-def trained(*methods):
-    return [f"{R}/baselines/{method}/{variant}/transform.json"
-            for method in methods for variant in BASELINE_VARIANTS[method]]
-
-
 rule profiled:  # a latency table per measured runtime
     input:
-        expand(rules.profile.output.lut, runtime=RUNTIMES),
+        expand(f"{PROFILE_DIR}/lut.json", runtime=RUNTIMES),
 
 
 rule static_baselines:  # fixed architectures, trained from scratch
     input:
-        trained("mobilenetv2", "odn"),
+        LAYOUT.trained(*STATIC_BASELINES),
 
 
 rule searched_baselines:  # architectures found by a search (DepthShrinker: deep-only's)
     input:
-        trained("depthshrinker", "hurricane"),
+        LAYOUT.trained(*SEARCHED_BASELINES),
 
 
 rule transformed_searches:
@@ -125,8 +96,5 @@ rule transformed_searches:
 
 rule measured:
     input:
-        rules.all.input.measures,
-        rules.all.input.baselines,
-
-
-include: "workflow/rules/report.smk"
+        MEASURES,
+        BASELINE_MEASURES,

@@ -18,7 +18,8 @@ wraps one ``snakemake`` invocation in the project directory:
 - **Failures in a few lines**: a failed run ends with the last lines of each failed job's log,
   the ``error:`` line among them, below Snakemake's own report of the job.
 
-It also checks the cluster resources a profile grants (:func:`check_granted_gpus`).
+What the Snakefile itself derives from the params (paths, flags, code digests, the resources a
+profile grants) is in :mod:`dwnas.workflow`.
 """
 
 from __future__ import annotations
@@ -41,63 +42,6 @@ from dwnas.errors import DwnasError
 
 RUNNER_ENV = "DWNAS_RUNNER_PID"
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-# Resources ----------------------------------------------------------------------------------
-
-
-def check_granted_gpus(nproc: Mapping[str, int], granted: Mapping[str, Mapping]) -> None:
-    """A profile grants resources, params decide what a rule computes: a rule's GPU count
-    (``gpu``, from ``--set-resources`` / a profile's ``set-resources``) must equal the params'
-    ``nproc`` it runs with, else a cluster profile would silently change the results (issue 14).
-
-    ``gpu: 0`` is the one other grant: no GPUs, so the params' nproc processes run on the job's
-    CPUs (gloo), as on a CPU-only cluster (``profiles/slurm-local``); the processes, and so the
-    results, still come from the params.
-
-    ``nproc``: rule name -> the params' nproc; ``granted``: rule name -> resource overrides.
-    """
-    problems = []
-    for rule, want in sorted(nproc.items()):
-        value = (granted.get(rule) or {}).get("gpu")
-        value = getattr(value, "value", value)  # snakemake's Resource, or a plain value
-        if value is None:
-            continue
-        try:
-            value = int(value)
-        except (TypeError, ValueError):
-            problems.append(f"set-resources {rule}: gpu={value!r} is not a number")
-            continue
-        if value != want and value != 0:
-            problems.append(
-                f"set-resources {rule}: gpu={value} but the params run it with nproc {want}; "
-                f"a profile grants resources, the params file decides the processes (set nproc "
-                f"there, drop gpu from the profile, or grant gpu: 0 to run them on CPUs)")
-    if problems:
-        raise DwnasError("; ".join(problems))
-
-
-def code_digest(package: Path, parts: tuple[str, ...] | list[str]) -> str:
-    """``sha256:<hex>`` of the sources under ``package`` named by ``parts`` (modules or folders
-    of ``*.py``): their paths relative to ``package`` and their bytes, in sorted order. A rule
-    carries it as a param, so Snakemake re-runs the rule when the code it runs changes (content,
-    not modification times, and no absolute path)."""
-    import hashlib
-
-    files = set()
-    for part in parts:
-        path = Path(package, part)
-        if path.is_dir():
-            files.update(path.rglob("*.py"))
-        elif path.is_file():
-            files.add(path)
-        else:
-            raise DwnasError(f"{path}: package source not found")
-    digest = hashlib.sha256()
-    for path in sorted(files):
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return f"sha256:{digest.hexdigest()}"
 
 
 # Processes ----------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def test_sampler_step_grid_and_fixed_resolution():
         80,
     }
     assert {b[0][1] for b in ElasticBatchSampler(100, 10, 64)} == {64}
-    with pytest.raises(DwnasError):
+    with pytest.raises(DwnasError, match=r"resolution range \(80, 48\) is empty or not positive"):
         ElasticBatchSampler(10, 2, (80, 48))
 
 

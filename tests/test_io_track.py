@@ -11,7 +11,7 @@ from dwnas import io, track
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out.json"
-    with pytest.raises(RuntimeError), io.atomic_path(target) as tmp:
+    with pytest.raises(RuntimeError, match="^killed$"), io.atomic_path(target) as tmp:
         tmp.write_text("half")
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
@@ -22,7 +22,7 @@ def test_atomic_dir_replaces_only_on_success(tmp_path):
     with io.atomic_dir(target) as tmp:
         (tmp / "a.txt").write_text("1")
     assert (target / "a.txt").read_text() == "1"
-    with pytest.raises(RuntimeError), io.atomic_dir(target) as tmp:
+    with pytest.raises(RuntimeError, match="^killed$"), io.atomic_dir(target) as tmp:
         (tmp / "b.txt").write_text("2")
         raise RuntimeError("killed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]
@@ -30,7 +30,7 @@ def test_atomic_dir_replaces_only_on_success(tmp_path):
 
 
 def test_write_json_refuses_nan(tmp_path):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
         io.write_json(tmp_path / "x.json", {"acc": float("nan")})
     assert not (tmp_path / "x.json").exists()
     io.write_json(tmp_path / "x.json", {"acc": None, "reason": "not measured"})

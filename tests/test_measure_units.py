@@ -61,7 +61,7 @@ def test_total_is_input_rail_else_sum_else_configured():
     assert summed["rails_mean_mw"] == {"CPU": 300.0, "GPU": 100.0}
     chosen = summarise_power(samples, images=4, configured_total="CPU")
     assert chosen["total_rail"] == "CPU" and chosen["energy_mj"] == 600.0
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="VDD_IN"):
         summarise_power(samples, images=4, configured_total="VDD_IN")
 
 

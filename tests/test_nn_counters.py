@@ -10,10 +10,10 @@ import yaml
 from torch import nn
 from torchvision.models import mobilenet_v2
 
-from dwnas.nn.counters import count, count_arch
+from dwnas.nn.counters import count
 from dwnas.nn.static import build_static
 from dwnas.space import Arch, BlockArch, Space
-from dwnas.transform import fold_deep, transform
+from dwnas.transform import count_arch, fold_deep, transform
 
 REPO = Path(__file__).resolve().parents[1]
 MOBILENET_V2_DEPTHS = (2, 3, 4, 3, 3, 1)

@@ -284,7 +284,7 @@ def test_disk_full_inside_an_atomic_dir(tmp_path):
 
 def test_other_files_errors_pass_through_atomic_dir(tmp_path):
     """A PermissionError on an input the block reads is not the output's fault."""
-    with pytest.raises(PermissionError), io.atomic_dir(tmp_path / "stage"):
+    with pytest.raises(PermissionError, match="/data/imagenet/train"), io.atomic_dir(tmp_path / "stage"):
         raise PermissionError(errno.EACCES, "Permission denied", "/data/imagenet/train")
     assert list(tmp_path.iterdir()) == []
 
@@ -354,8 +354,9 @@ def test_cli_lets_other_exceptions_through(monkeypatch, exc):
         raise exc
 
     monkeypatch.setattr("dwnas.config.read_params", fail)
-    with pytest.raises(type(exc)):
+    with pytest.raises(type(exc)) as info:
         main(["params", "check", "params/smoke.yaml"])
+    assert info.value is exc  # the very exception, not one raised in its place
 
 
 # --- 4. ``dwnas params check`` runs the pipeline's checks ------------------------------------

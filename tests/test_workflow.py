@@ -5,6 +5,7 @@ locks, process groups). End-to-end restarts are in test_restart.py (slow)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,14 +17,8 @@ import pytest
 import yaml
 
 from dwnas.errors import DwnasError
-from dwnas.pipeline import (
-    check_granted_gpus,
-    code_digest,
-    dvc_params_file,
-    group_members,
-    live_snakemakes,
-    stop_group,
-)
+from dwnas.pipeline import dvc_params_file, group_members, live_snakemakes, stop_group
+from dwnas.workflow import check_granted_gpus, code_digest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -59,7 +54,8 @@ def project(tmp_path_factory) -> Path:
 
 
 def test_snakemake_finds_the_default_profile_with_no_flag(project):
-    """`--dag`, `--rulegraph` and `--lint` need cores: the profile gives them on a fresh clone."""
+    """`--dag`, `--rulegraph` and `--lint` need cores: the profile gives them on a fresh clone,
+    where `--lint` finds nothing (exit 0)."""
     for flag in ("--dag", "--rulegraph"):
         done = run([str(BIN / "snakemake"), flag], project)
         assert done.returncode == 0, done.stderr[-2000:]
@@ -67,10 +63,38 @@ def test_snakemake_finds_the_default_profile_with_no_flag(project):
         assert done.stdout.lstrip().startswith("digraph"), flag
     lint = run([str(BIN / "snakemake"), "--lint"], project)
     assert "Workflow requires a total number of cores" not in lint.stdout + lint.stderr
-    assert "Lints for rule" in lint.stdout + lint.stderr  # it linted (conda/container advice)
+    # it linted, and found nothing (no "Lints for rule ..." / "Lints for snakefile ...")
+    assert lint.returncode == 0, lint.stdout[-3000:] + lint.stderr[-3000:]
+    assert "Lints for" not in lint.stdout + lint.stderr
+    assert "Congratulations, your workflow is in a good condition" in lint.stdout + lint.stderr
     dry = run([str(BIN / "snakemake"), "-n", "--configfile", "params/smoke.yaml"], project)
     assert dry.returncode == 0 and "data_synth" in dry.stdout
     assert "/" + str(project).strip("/") + "/dwnas" not in dry.stdout  # no absolute code inputs
+
+
+def _job_stats(output: str) -> dict[str, int]:
+    table = output[output.index("Job stats"):]
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def test_rule_files_are_included_in_any_order_after_common(project, tmp_path):
+    """common.smk holds every name the rule files share: the rule files, included in reverse
+    order after it, plan the same jobs."""
+    reversed_ = clone(tmp_path / "reversed")
+    snakefile = reversed_ / "Snakefile"
+    lines = snakefile.read_text().splitlines(keepends=True)
+    includes = [n for n, line in enumerate(lines) if line.startswith('include: "workflow/rules/')]
+    assert lines[includes[0]] == 'include: "workflow/rules/common.smk"\n' and len(includes) >= 9
+    rule_files = [lines[n] for n in includes[1:]]
+    for n, line in zip(includes[1:], reversed(rule_files), strict=True):
+        lines[n] = line
+    snakefile.write_text("".join(lines))
+    plans = [run([str(BIN / "snakemake"), "-n", "--configfile", "params/smoke.yaml"], where)
+             for where in (project, reversed_)]
+    for done in plans:
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert _job_stats(plans[1].stdout) == _job_stats(plans[0].stdout)
+    assert _job_stats(plans[0].stdout)["measure"] >= 8
 
 
 def _slurm_dry_run(project: Path, params: Path, profile: Path) -> subprocess.CompletedProcess:

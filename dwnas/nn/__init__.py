@@ -17,7 +17,6 @@ _EXPORTS = {
     "save_supernet": "dwnas.nn.checkpoint",
     "Counts": "dwnas.nn.counters",
     "count": "dwnas.nn.counters",
-    "count_arch": "dwnas.nn.counters",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -106,15 +106,3 @@ def count(model: nn.Module, resolution: int, in_channels: int = 3) -> Counts:
     params = sum(p.numel() for p in model.parameters())
     return Counts(params=params, macs=mode.macs, depth=depth, weight_layers=mode.weight_layers,
                   resolution=int(resolution))
-
-
-def count_arch(space, arch, num_classes: int = 1000, resolution: int | None = None) -> dict:
-    """Counts of ``arch`` deep (BN folded, every block kept) and shallow (linear blocks merged).
-
-    Weights are freshly initialised: counts depend on shapes only."""
-    from dwnas.nn.static import build_static
-    from dwnas.transform import fold_deep, transform
-
-    deep = build_static(space, arch, num_classes).eval()
-    res = arch.resolution if resolution is None else resolution
-    return {"deep": count(fold_deep(deep), res), "shallow": count(transform(deep), res)}

@@ -85,13 +85,13 @@ def _search(args: argparse.Namespace) -> int:
     from dwnas.errors import DwnasError
     from dwnas.io import atomic_dir, write_json
     from dwnas.nn.checkpoint import load_supernet
-    from dwnas.nn.counters import count_arch
     from dwnas.progress import progress
     from dwnas.search.accuracy import RidgePredictor, kendall_tau, rank_correlation
     from dwnas.search.budgets import resolve_budgets
     from dwnas.search.evolution import EvolutionarySearch, SearchSettings, deep_only
     from dwnas.search.latency import LatencyTable
     from dwnas.train.evaluate import EvalCache, ImageBank, evaluate_subnet, file_digest
+    from dwnas.transform.network import count_arch
 
     settings_dict = dict(args.settings)
     accuracy_mode = settings_dict.pop("accuracy", "supernet")

@@ -9,6 +9,7 @@ _EXPORTS = {
     "transform": "dwnas.transform.network",
     "fold_deep": "dwnas.transform.network",
     "to_deploy": "dwnas.transform.network",
+    "count_arch": "dwnas.transform.network",
     "fuse_conv_bn": "dwnas.transform.fuse",
     "merged_kernel_bias": "dwnas.transform.fuse",
     "merge_block": "dwnas.transform.fuse",

@@ -4,6 +4,7 @@
   other block and the stem / head with BN folded.
 * :func:`fold_deep`: the deep network as deployed: BN folded everywhere, no block merged. It
   differs from :func:`transform` only by the merge, which makes it the fair latency baseline.
+* :func:`count_arch`: parameters, MACs and depth of an architecture in both forms.
 
 Further merges (consecutive linear blocks, a merged conv with a neighbouring 1x1) were examined
 and are not done: they are inexact at the border or grow the cost; see docs/transform.md.
@@ -45,3 +46,15 @@ def transform(deep: StaticNet) -> StaticNet:
 def fold_deep(deep: StaticNet) -> StaticNet:
     """The deep network with BN folded and no block merged (eval mode)."""
     return to_deploy(deep, merge_linear=False)
+
+
+def count_arch(space, arch, num_classes: int = 1000, resolution: int | None = None) -> dict:
+    """Counts of ``arch`` deep (BN folded, every block kept) and shallow (linear blocks merged).
+
+    Weights are freshly initialised: counts depend on shapes only."""
+    from dwnas.nn.counters import count
+    from dwnas.nn.static import build_static
+
+    deep = build_static(space, arch, num_classes).eval()
+    res = arch.resolution if resolution is None else resolution
+    return {"deep": count(fold_deep(deep), res), "shallow": count(transform(deep), res)}

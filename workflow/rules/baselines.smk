@@ -2,62 +2,39 @@
 # transform.json under baselines/<method>/<variant>/; the `measure` rule times them exactly as it
 # times Double-Win's networks, and each logs the report's row (stage baseline_<method>).
 # Deep-only NAS is the `search` rule with mode=deep-only.
-import re
-import shlex
+from dwnas.baselines.mobilenetv2 import parse_variant
 
-from dwnas.baselines.mobilenetv2 import parse_variant, variant_label
-
-BASELINES = config["baselines"]
 MNV2 = BASELINES["mobilenetv2"]
 SHRINK = BASELINES["depthshrinker"]
 HURRICANE = BASELINES["hurricane"]
 ODN = BASELINES["odn"]
-BASELINE_VARIANTS = {
-    "mobilenetv2": [variant_label(w, r) for w in MNV2["widths"] for r in MNV2["resolutions"]],
-    "depthshrinker": BUDGETS,
-    "hurricane": BUDGETS,
-    "odn": ODN["backbones"],
-}
-BASELINE_MEASURES = [path for method, variants in BASELINE_VARIANTS.items() for variant in variants
-                     for path in measured_rows(f"{R}/measure/{method}/{variant}")]
-BASELINE_CODE_PARTS = ("baselines", "train", "nn", "transform", "search", "space.py",
-                       "data/loaders.py", "io.py", "measure/models.py")
-BASELINE_CODE = package_code(*BASELINE_CODE_PARTS)
 SEARCH_RATIOS = {k: SEARCH[k] for k in ("parent_ratio", "mutation_ratio", "mutate_prob",
                                          "mutate_resolution_prob", "max_tries")}
 
 
-def baseline_outputs(method):
-    out = f"{R}/baselines/{method}/{{variant}}"
-    return {"summary": f"{out}/summary.json", "transform": f"{out}/transform.json",
-            **deploy_files(out)}
-
-
-def variants_of(method):
-    return "|".join(re.escape(v) for v in BASELINE_VARIANTS[method])
-
-
 rule baseline_mobilenetv2:
     output:
-        **baseline_outputs("mobilenetv2"),
+        **LAYOUT.baseline_outputs("mobilenetv2"),
     input:
         prepared=f"{R}/data/prepared",
     wildcard_constraints:
-        variant=variants_of("mobilenetv2"),
+        variant=LAYOUT.variants_pattern("mobilenetv2"),
     params:
-        code=BASELINE_CODE,
+        code=CODE["baselines"],
         out=f"{R}/baselines/mobilenetv2/{{variant}}",
         width=lambda wildcards: parse_variant(wildcards.variant)[0],
         resolution=lambda wildcards: parse_variant(wildcards.variant)[1],
         recipe=as_json(MNV2["recipe"]),
         seed=config["seed"],
         workers=config["data"]["workers"],
-        eval=eval_flags(),
+        eval=EVAL_FLAGS,
         runtimes=" ".join(RUNTIMES),
         nproc=MNV2["recipe"]["nproc"],
     threads: workflow.cores
     resources:
         gpu=MNV2["recipe"]["nproc"],  # granted to the job; the processes come from params
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/baseline_mobilenetv2_{{variant}}.log",
     benchmark:
@@ -71,23 +48,25 @@ rule baseline_mobilenetv2:
 
 rule baseline_depthshrinker:
     output:
-        **baseline_outputs("depthshrinker"),
+        **LAYOUT.baseline_outputs("depthshrinker"),
     input:
         ckpt=f"{R}/elastic/elastic.pt",
         arch=f"{R}/search/deep-only/arch/{{variant}}.json",
         prepared=f"{R}/data/prepared",
     wildcard_constraints:
-        variant=variants_of("depthshrinker"),
+        variant=LAYOUT.variants_pattern("depthshrinker"),
     params:
-        code=BASELINE_CODE,
+        code=CODE["baselines"],
         out=f"{R}/baselines/depthshrinker/{{variant}}",
         fraction=SHRINK["linear_fraction"],
         recipe=as_json(SHRINK["recipe"]),
         seed=config["seed"],
         workers=config["data"]["workers"],
-        eval=eval_flags(),
+        eval=EVAL_FLAGS,
         runtimes=" ".join(RUNTIMES),
     threads: workflow.cores
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/baseline_depthshrinker_{{variant}}.log",
     benchmark:
@@ -112,7 +91,7 @@ rule baseline_hurricane_supernet:
     input:
         prepared=f"{R}/data/prepared",
     params:
-        code=package_code(*BASELINE_CODE_PARTS, "measure"),
+        code=CODE["baselines"],
         out=lambda wildcards, output: os.path.dirname(output.summary),
         space=as_json(config["space"]),
         settings=as_json({k: HURRICANE[k] for k in HURRICANE_SUPERNET_KEYS}),
@@ -121,6 +100,8 @@ rule baseline_hurricane_supernet:
         seed=config["seed"],
         workers=config["data"]["workers"],
     threads: workflow.cores  # operators are timed: no other job competes for the CPU
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/baseline_hurricane_supernet.log",
     benchmark:
@@ -133,24 +114,26 @@ rule baseline_hurricane_supernet:
 
 rule baseline_hurricane:
     output:
-        **baseline_outputs("hurricane"),
+        **LAYOUT.baseline_outputs("hurricane"),
     input:
         supernet=rules.baseline_hurricane_supernet.output.ckpt,
         lut=SEARCH_LUT,
         prepared=f"{R}/data/prepared",
     wildcard_constraints:
-        variant=variants_of("hurricane"),
+        variant=LAYOUT.variants_pattern("hurricane"),
     params:
-        code=BASELINE_CODE,
+        code=CODE["baselines"],
         out=f"{R}/baselines/hurricane/{{variant}}",
         budgets=as_json(SEARCH["budgets"]),
         settings=as_json({k: HURRICANE[k] for k in HURRICANE_SEARCH_KEYS}),
         ratios=as_json(SEARCH_RATIOS),
         seed=config["seed"],
         workers=config["data"]["workers"],
-        eval=eval_flags(),
+        eval=EVAL_FLAGS,
         runtimes=" ".join(RUNTIMES),
     threads: workflow.cores
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/baseline_hurricane_{{variant}}.log",
     benchmark:
@@ -164,16 +147,15 @@ rule baseline_hurricane:
 
 rule baseline_odn:
     output:
-        **baseline_outputs("odn"),
+        **LAYOUT.baseline_outputs("odn"),
     input:
         prepared=f"{R}/data/prepared",
     wildcard_constraints:
-        variant=variants_of("odn"),
+        variant=LAYOUT.variants_pattern("odn"),
     params:
-        code=BASELINE_CODE,
+        code=CODE["baselines"],
         out=f"{R}/baselines/odn/{{variant}}",
-        space=lambda wildcards: (f"--space {shlex.quote(as_json(config['space']))}"
-                                 if wildcards.variant == "mbconv" else ""),
+        space=LAYOUT.odn_space_flag,
         width=ODN["resnet_width"],
         resolution=ODN["resolution"],
         start=ODN["start_depth"],
@@ -182,9 +164,11 @@ rule baseline_odn:
         recipe=as_json(ODN["recipe"]),
         seed=config["seed"],
         workers=config["data"]["workers"],
-        eval=eval_flags(),
+        eval=EVAL_FLAGS,
         runtimes=" ".join(RUNTIMES),
     threads: workflow.cores
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/baseline_odn_{{variant}}.log",
     benchmark:

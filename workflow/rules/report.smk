@@ -20,18 +20,20 @@ rule report:
         fidelity_json=f"{R}/report/lut_fidelity_pipeline.json",
         summary=f"{R}/report/summary.json",
     input:
-        measures=rules.all.input.measures,
-        baselines=rules.all.input.baselines,
+        measures=MEASURES,
+        baselines=BASELINE_MEASURES,
         sweeps=expand(f"{R}/sweep/{{label}}.json", label=["non-elastic", "elastic"]),
-        luts=expand(rules.profile.output.lut, runtime=RUNTIMES),
-        fidelity=expand(rules.profile.output.fidelity, runtime=RUNTIMES),
+        luts=expand(f"{PROFILE_DIR}/lut.json", runtime=RUNTIMES),
+        fidelity=expand(f"{PROFILE_DIR}/lut_fidelity.json", runtime=RUNTIMES),
     params:
-        code=package_code("report", "search/latency.py", "transform/deploy.py", "space.py"),
+        code=CODE["report"],
         out=lambda wildcards, output: os.path.dirname(output.summary),
         experiment=f"dwnas-{NAME}",
         space=as_json(config["space"]),
         luts=lambda wildcards, input: " ".join(f"--lut {p}" for p in input.luts),
         fidelity=lambda wildcards, input: " ".join(f"--fidelity {p}" for p in input.fidelity),
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/report.log",
     benchmark:

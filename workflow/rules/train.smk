@@ -1,17 +1,5 @@
 # Training: hybrid transformable supernet training, then arbitrary-resolution elastic training,
 # then accuracy-vs-resolution sweeps of both checkpoints (the report's elastic figure).
-import json
-
-TRAIN = config["train"]
-EVAL = TRAIN["eval"]
-TRAIN_CODE = package_code("train", "nn", "space.py", "data/loaders.py", "io.py")
-
-
-def eval_flags():
-    flags = f"--calib-images {EVAL['calib_images']} --eval-batch {EVAL['batch_size']}"
-    if EVAL["val_images"]:
-        flags += f" --val-images {EVAL['val_images']}"
-    return flags
 
 
 rule train_supernet:
@@ -21,17 +9,19 @@ rule train_supernet:
         ckpt=f"{R}/supernet/supernet.pt",
         summary=f"{R}/supernet/summary.json",
     params:
-        code=TRAIN_CODE,
+        code=CODE["train"],
         recipe=as_json(TRAIN["supernet"]),
         space=as_json(config["space"]),
         resolution=TRAIN["supernet"]["resolution"],
         seed=config["seed"],
         workers=config["data"]["workers"],
-        eval=eval_flags(),
+        eval=EVAL_FLAGS,
         nproc=TRAIN["supernet"]["nproc"],
     threads: workflow.cores
     resources:
         gpu=TRAIN["supernet"]["nproc"],  # granted to the job; the processes come from params
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/train_supernet.log",
     benchmark:
@@ -62,17 +52,19 @@ rule train_elastic:
     wildcard_constraints:
         kind="elastic|fixed",
     params:
-        code=TRAIN_CODE,
+        code=CODE["train"],
         recipe=as_json(TRAIN["elastic"]),
         lo=lambda wildcards: CONTINUATION_RESOLUTIONS[wildcards.kind][0],
         hi=lambda wildcards: CONTINUATION_RESOLUTIONS[wildcards.kind][1],
         seed=config["seed"],
         workers=config["data"]["workers"],
-        eval=eval_flags(),
+        eval=EVAL_FLAGS,
         nproc=TRAIN["elastic"]["nproc"],
     threads: workflow.cores
     resources:
         gpu=TRAIN["elastic"]["nproc"],  # granted to the job; the processes come from params
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/train_{{kind}}.log",
     benchmark:
@@ -96,14 +88,16 @@ rule train_sweep:
     wildcard_constraints:
         label="elastic|non-elastic",
     params:
-        code=TRAIN_CODE,
+        code=CODE["train"],
         resolutions="{}:{}:{}".format(
             TRAIN["elastic"]["resolution"]["min"],
             TRAIN["elastic"]["resolution"]["max"],
-            EVAL["sweep_step"],
+            TRAIN["eval"]["sweep_step"],
         ),
         seed=config["seed"],
-        eval=eval_flags(),
+        eval=EVAL_FLAGS,
+    conda:
+        "../envs/dwnas.yaml"
     log:
         f"{R}/logs/train_sweep_{{label}}.log",
     benchmark:
