@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dwnas.cli import add_eval_flags, add_runtimes_flag, json_arg, relaunch_under_torchrun
 from dwnas.config import resolution_arg
-from dwnas.train.commands import _relaunch_under_torchrun, json_arg
-from dwnas.transform.commands import add_runtimes_flag
 
 
 def _recipe(section: dict, where: str, *, single_path: bool = False, single_process: bool = True):
@@ -94,7 +93,7 @@ def _eval_data(args, resolution: int):
 
 # -- MobileNetV2 ------------------------------------------------------------------------------------
 def _mobilenetv2(args: argparse.Namespace) -> int:
-    relaunched = _relaunch_under_torchrun(args)
+    relaunched = relaunch_under_torchrun(args)
     if relaunched is not None:
         return relaunched
     import os
@@ -458,10 +457,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (written atomically)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
-    parser.add_argument("--calib-images", type=int, default=500,
-                        help="training images to recalibrate BN before each evaluation")
-    parser.add_argument("--val-images", type=int, default=None, help="limit validation images")
-    parser.add_argument("--eval-batch", type=int, default=128)
+    add_eval_flags(parser)
     parser.add_argument("--tolerance", type=float, default=1e-5,
                         help="max error of a deploy form relative to the output scale")
     add_runtimes_flag(parser)

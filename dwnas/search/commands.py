@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dwnas.cli import add_eval_flags, json_arg
 from dwnas.measure.settings import RUNTIME_FORMATS
-from dwnas.train.commands import json_arg
 
 
 def _profile(args: argparse.Namespace) -> int:
@@ -287,9 +287,7 @@ def register(sub) -> None:
                       help='JSON {"unit": "fraction"|"ms", "values": [...]}')
     srch.add_argument("--settings", required=True, type=json_arg, help="the params section search")
     srch.add_argument("--seed", type=int, default=0)
-    srch.add_argument("--calib-images", type=int, default=500)
-    srch.add_argument("--val-images", type=int, default=None)
-    srch.add_argument("--eval-batch", type=int, default=128)
+    add_eval_flags(srch)
     srch.add_argument("--cache", default=None, help="accuracy cache JSON kept across runs")
     srch.add_argument("--out", required=True, help="output dir: pareto.csv, arch/<budget>.json")
     srch.set_defaults(func=_search)
