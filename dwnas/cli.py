@@ -6,14 +6,21 @@ heavy imports happen inside the handler. A handler raises :class:`DwnasError` fo
 module turns it into ``error: ...`` on stderr (one line per problem) and exit status 2. An output
 that cannot be written (permission denied, disk full, read-only file system) is bad input too: it
 becomes ``error: <path>: ...``, exit status 2, not a traceback.
+
+The helpers every stage's parser shares live here too: :func:`json_arg` (a params section as JSON
+or ``@file``), :func:`add_eval_flags` (the evaluation flags), :func:`add_runtimes_flag` and
+:func:`relaunch_under_torchrun` (``--nproc N``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 from dwnas import __version__, track
 from dwnas.errors import DwnasError
@@ -35,6 +42,49 @@ COMMAND_MODULES = [
 ]
 
 
+# -- helpers of the stages' parsers ----------------------------------------------------------------
+def json_arg(text: str):
+    """Parse an inline JSON value or ``@path`` to a JSON file (argparse type)."""
+    try:
+        if text.startswith("@"):
+            return json.loads(Path(text[1:]).read_text())
+        return json.loads(text)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text[:80]}") from exc
+
+
+def add_eval_flags(parser: argparse.ArgumentParser, *,
+                   calib_help: str = "training images to recalibrate BN before each evaluation",
+                   ) -> None:
+    """The evaluation flags (``--calib-images``, ``--val-images``, ``--eval-batch``) of every
+    command that evaluates a network, as :class:`~dwnas.train.evaluate.EvalData` reads them."""
+    parser.add_argument("--calib-images", type=int, default=500, help=calib_help)
+    parser.add_argument("--val-images", type=int, default=None, help="limit validation images")
+    parser.add_argument("--eval-batch", type=int, default=128, help="images per evaluation batch")
+
+
+def add_runtimes_flag(parser: argparse.ArgumentParser) -> None:
+    from dwnas.measure.settings import RUNTIME_FORMATS
+
+    parser.add_argument("--runtimes", nargs="+", default=list(RUNTIME_FORMATS),
+                        choices=sorted(RUNTIME_FORMATS),
+                        help="deployment runtimes to export for (default: all)")
+
+
+def relaunch_under_torchrun(args: argparse.Namespace) -> int | None:
+    """With ``--nproc N`` > 1 outside torchrun, run this same command under torchrun and return
+    its exit status; None when this process is to do the work itself."""
+    if args.nproc <= 1 or "LOCAL_RANK" in os.environ:
+        return None
+    argv = [a for a in sys.argv[1:]]
+    i = argv.index("--nproc")
+    del argv[i:i + 2]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc-per-node={args.nproc}", "-m", "dwnas", *argv]
+    return subprocess.call(cmd)
+
+
+# -- the command -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dwnas",

@@ -100,8 +100,9 @@ def store_lock(uri: str | None = None) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _mlflow():
-    """mlflow, pointed at the tracking URI, its store created and migrated (once, locked)."""
+def connect():
+    """mlflow, pointed at the tracking URI, its store created and migrated (once, locked): what a
+    reader of the runs (the report) opens the store with, as the stage runs here do."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
     import mlflow
@@ -147,7 +148,7 @@ def _relative_default_experiment(uri: str) -> None:
 def experiment_id(name: str) -> str:
     """The id of experiment ``name``, created (under the store lock) when missing, with its
     artifacts beside a SQLite database, recorded relative when the database path is."""
-    mlflow = _mlflow()
+    mlflow = connect()
     client = mlflow.MlflowClient()
     found = client.get_experiment_by_name(name)
     if found is not None:
@@ -206,7 +207,7 @@ def end_dead_runs(client=None) -> list[str]:
     ids."""
     from dwnas.procs import process_alive
 
-    client = client or _mlflow().MlflowClient()
+    client = client or connect().MlflowClient()
     host = socket.gethostname()
     ids = [e.experiment_id for e in client.search_experiments()]
     if not ids:
@@ -366,7 +367,7 @@ def _open_run(stage: str, start_ms: int | None = None) -> StageRun:
     if not enabled():
         return StageRun()
     with _guard():
-        mlflow = _mlflow()
+        mlflow = connect()
         client = mlflow.MlflowClient()
         exp = experiment_id(os.environ.get("DWNAS_EXPERIMENT", "dwnas"))
         end_dead_runs(client)
@@ -469,7 +470,7 @@ def start_pipeline_run(experiment: str, params: Mapping[str, Any], params_file: 
     if not enabled():
         return None
     with _guard():
-        client = _mlflow().MlflowClient()
+        client = connect().MlflowClient()
         exp = experiment_id(experiment)
         end_dead_runs(client)
         tags = {"dwnas.stage": "pipeline", "dwnas.git_commit": git_commit(),
@@ -548,7 +549,7 @@ def end_pipeline_run(run_id: str | None, status: str) -> None:
     if not run_id or not enabled():
         return
     with _guard():
-        client = _mlflow().MlflowClient()
+        client = connect().MlflowClient()
         parent = client.get_run(run_id)
         children = client.search_runs(
             [e.experiment_id for e in client.search_experiments()],

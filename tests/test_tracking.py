@@ -79,7 +79,7 @@ def children(pid: int) -> list[int]:
 def test_killed_stage_run_ends_killed_and_its_temporary_goes_at_next_start(tmp_path, tracking_on,
                                                                           capsys):
     out = tmp_path / "synth"
-    track._mlflow()  # the store exists before the stage starts (as a pipeline's parent makes it)
+    track.connect()  # the store exists before the stage starts (as a pipeline's parent makes it)
     proc = subprocess.Popen([sys.executable, "-m", "dwnas", *synth_args(out, per_class=20000)],
                             env=sub_env(tracking_on), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -112,7 +112,7 @@ def test_a_live_writers_run_and_temporary_are_left_alone(tmp_path, tracking_on):
         busy = tmp_path / f".synth.abc123.{tag}.tmp"
         busy.mkdir()
         c = client(tracking_on)
-        track._mlflow()
+        track.connect()
         exp = track.experiment_id("dwnas")
         run = c.create_run(exp, tags={**track.process_tags(), "dwnas.pid": str(live.pid),
                                       "dwnas.pid_start": proc_start(live.pid)})
@@ -456,7 +456,7 @@ def test_report_training_curves_come_from_files_without_a_store(tmp_path, monkey
     assert not (tmp_path / "none").exists()
     # nor a store without the experiment
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    track._mlflow()
+    track.connect()
     assert _training_histories({}, "dwnas-nowhere") == {}
 
 

@@ -71,3 +71,56 @@ def torchvision_check(net, width: float, resolution: int, num_classes: int) -> d
                          f"{ours.params} vs {reference.params} parameters, {ours.macs} vs "
                          f"{reference.macs} MACs")
     return result
+
+
+def run(setup, *, width: float, resolution: int, recipe: dict, resume: bool = True) -> dict | None:
+    """Train MobileNetV2 at ``width`` and ``resolution`` with the supernet Trainer (``recipe``: the
+    params section ``baselines.mobilenetv2.recipe``; one process per rank under torchrun), check
+    it against torchvision's and write ``setup.out`` (:func:`~dwnas.baselines.common.finish`).
+    Returns the summary; None on a rank other than 0, which only trains."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from dwnas import track
+    from dwnas.baselines.common import finish, recipe_of, work_dir
+    from dwnas.nn.checkpoint import load_supernet
+    from dwnas.train.engine import Trainer, TrainJob
+
+    variant = variant_label(width, resolution)
+    section = space_section(width, resolution)
+    training = recipe_of(recipe, "baselines.mobilenetv2.recipe", single_path=True,
+                         single_process=False)
+    out = Path(setup.out)
+    work = work_dir(out)
+    job = TrainJob(stage=f"mobilenetv2 {variant}", prepared=Path(setup.prepared),
+                   out=work / "weights.pt", summary=work / "train.json", recipe=training,
+                   seed=setup.seed, resolution=(resolution, resolution), space=section,
+                   workers=setup.workers, calib_images=setup.calib_images,
+                   val_images=setup.val_images, eval_batch=setup.eval_batch, resume=resume)
+    main_rank = os.environ.get("RANK", "0") == "0"
+    if not main_rank:
+        os.environ["DWNAS_TRACKING"] = "0"
+    params = {"width": width, "resolution": resolution, "recipe": recipe, "seed": setup.seed}
+    with track.stage_run("baseline_mobilenetv2", params) as stage:
+        trainer = Trainer(job, on_epoch=lambda m, step: stage.log_metrics(m, step=int(m["epoch"])))
+        try:
+            trained = trainer.run()
+        finally:
+            trainer.ctx.close()
+        if not main_rank:
+            return None
+        supernet, ckpt = load_supernet(job.out)
+        arch = supernet.space.largest()
+        net = supernet.subnet(arch).eval()
+        check = torchvision_check(net, width, resolution, ckpt["num_classes"])
+        summary = finish("mobilenetv2", variant, net, setup, resolution,
+                         evaluation=setup.eval_data(resolution),
+                         description=arch.to_dict(),
+                         extra_files={"weights.pt": lambda p: shutil.copy2(job.out, p)},
+                         summary_extra={"width": width, "torchvision": check,
+                                        "epochs": training.epochs, "train": trained,
+                                        "images_seen": trained["images_seen_total"]},
+                         params=params, run=stage)
+    shutil.rmtree(work, ignore_errors=True)
+    return summary

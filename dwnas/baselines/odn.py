@@ -252,3 +252,80 @@ def param_bytes(net: nn.Module) -> int:
     """Parameter memory (float32) of the deployed network: BN folded, so BN's affine parameters and
     running statistics do not count."""
     return 4 * sum(p.numel() for p in net.parameters())
+
+
+def run(setup, *, backbone_name: str, resolution: int, criterion: dict, recipe: dict,
+        space: dict | None = None, resnet_width: int = 64, start_depth: int = 1) -> dict:
+    """Grow ``backbone_name`` (``resnet18`` or ``mbconv``, the latter from ``space``, the params
+    space) from ``start_depth`` blocks by training rounds of ``recipe`` (the params section
+    ``baselines.odn.recipe``) until ``criterion`` (:class:`Criterion`'s fields) stops it; write
+    ``setup.out`` (:func:`~dwnas.baselines.common.finish`). Returns the summary."""
+    from dwnas import track
+    from dwnas.baselines.common import finish, fit, images_seen, log, recipe_of
+    from dwnas.data.loaders import num_classes
+    from dwnas.space import Space
+    from dwnas.train.engine import seed_everything
+    from dwnas.transform.deploy import deploy_forms
+
+    training = recipe_of(recipe, "baselines.odn.recipe")
+    try:
+        rule = Criterion(**criterion)
+    except TypeError as exc:
+        raise DwnasError(f"odn criterion: {exc}") from exc
+    rule.check()
+    macro = Space.from_params(space) if space is not None else None
+    bb = backbone(backbone_name, macro, resnet_width)
+    if not 1 <= start_depth <= bb.full_depth:
+        raise DwnasError(f"--start-depth must be in [1, {bb.full_depth}] (got {start_depth})")
+    n_classes = num_classes(setup.prepared)
+    data = setup.eval_data(resolution)
+    seed_everything(setup.seed)  # the initial weights follow the seed, whatever ran before
+    net = build(bb, start_depth, n_classes)
+    rounds, previous, at_depth, epochs_used = [], None, 0, 0
+    params = {"backbone": backbone_name, "criterion": criterion, "recipe": recipe,
+              "start_depth": start_depth, "resolution": resolution, "seed": setup.seed}
+    with track.stage_run("baseline_odn", params) as stage:
+        while True:
+            depth = depth_of(bb, net)
+            history = fit(net, setup.prepared, training, resolution, setup.seed + len(rounds),
+                          workers=setup.workers, desc=f"odn {backbone_name} depth {depth}")
+            epochs_used += training.epochs
+            at_depth += 1
+            accuracy = data.accuracy(net, resolution)
+            gain = accuracy["top1"] - previous if previous is not None else float("inf")
+            decision = rule.decide(accuracy["top1"], gain, at_depth, epochs_used,
+                                   depth == bb.full_depth)
+            rounds.append({"round": len(rounds) + 1, "depth": depth, "top1": accuracy["top1"],
+                           "gain": None if previous is None else gain, "decision": decision,
+                           "loss": history[-1]["loss"], "images": images_seen(history)})
+            stage.log_metrics({"depth": depth, "top1": accuracy["top1"]}, step=len(rounds))
+            log(f"odn {backbone_name}: round {len(rounds)} at depth {depth}: top-1 "
+                f"{accuracy['top1']:.4f} -> {decision}")
+            previous = accuracy["top1"]
+            if decision.startswith("stop"):
+                break
+            if decision == "grow":
+                net = grow(bb, net, n_classes)
+                at_depth = 0
+        found = depth_of(bb, net)
+        full = build(bb, bb.full_depth, n_classes).eval()
+        bytes_found = param_bytes(deploy_forms(net.eval())[0])
+        bytes_full = param_bytes(deploy_forms(full)[0])
+        return finish("odn", backbone_name, net, setup, resolution, evaluation=data,
+                      description={"backbone": backbone_name, "depth": found,
+                                   "full_depth": bb.full_depth, "resolution": resolution,
+                                   "resnet_width": (resnet_width if backbone_name == "resnet18"
+                                                    else None),
+                                   "network": net.config()},
+                      extra_files={},
+                      summary_extra={"backbone": backbone_name, "depth_found": found,
+                                     "full_depth": bb.full_depth,
+                                     "memory_bytes_found": bytes_found,
+                                     "memory_bytes_full": bytes_full,
+                                     "memory_saved": 1.0 - bytes_found / bytes_full,
+                                     "target_top1": rule.target_top1,
+                                     "target_reached": accuracy["top1"] >= rule.target_top1,
+                                     "stop_reason": decision.removeprefix("stop:"),
+                                     "epochs": epochs_used, "rounds": rounds,
+                                     "images_seen": sum(r["images"] for r in rounds)},
+                      params=params, run=stage)

@@ -19,9 +19,9 @@ KEY_TAGS = ["dwnas.stage", "dwnas.method", "dwnas.budget", "dwnas.device", "dwna
 
 def load_runs(experiment: str, params_hash: str | None) -> pd.DataFrame:
     """Finished stage runs of ``experiment`` (optionally of one params hash), latest per key."""
-    from dwnas.track import _mlflow
+    from dwnas.track import connect
 
-    mlflow = _mlflow()
+    mlflow = connect()
     if mlflow.get_experiment_by_name(experiment) is None:
         raise DwnasError(f"MLflow experiment {experiment!r} not found at {mlflow.get_tracking_uri()}"
                          " - run the pipeline first")
@@ -49,9 +49,9 @@ def metric(row: pd.Series, name: str):
 
 def measure_artifact(run_id: str) -> dict | None:
     """The measure.json a measure run logged (for its energy reason and device description)."""
-    from dwnas.track import _mlflow
+    from dwnas.track import connect
 
-    mlflow = _mlflow()
+    mlflow = connect()
     try:
         path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="")
     except Exception:  # an artifact store that lost the file: the table says so, not crashes
@@ -62,9 +62,9 @@ def measure_artifact(run_id: str) -> dict | None:
 
 def metric_history(run_id: str, names: list[str]) -> pd.DataFrame:
     """Per-step history of ``names`` for one run (training curves)."""
-    from dwnas.track import _mlflow
+    from dwnas.track import connect
 
-    client = _mlflow().MlflowClient()
+    client = connect().MlflowClient()
     rows = []
     for name in names:
         for m in client.get_metric_history(run_id, name):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from dwnas.train.commands import json_arg
+from dwnas.cli import json_arg
 
 CURVE_METRICS = ["loss", "largest_top1", "smallest_top1"]
 

@@ -271,36 +271,3 @@ def fidelity(table: LatencyTable, space, measure, num_classes: int, n_archs: int
                          "n": len(errs)}
     return {"device": table.device, "runtime": table.runtime, "archs": n_archs, "summary": summary,
             "calibration": table.settings.get("calibration"), "rows": rows}
-
-
-def plot_fidelity(result: dict, path: str | Path) -> None:
-    """Scatter of predicted vs measured latency, deep and shallow, with the +-10% band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from dwnas.io import atomic_path
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    values = [r["measured_ms"] for r in result["rows"]] + [r["predicted_ms"] for r in result["rows"]]
-    lo, hi = min(values) * 0.9, max(values) * 1.1
-    ax.plot([lo, hi], [lo, hi], color="black", lw=1, label="predicted = measured")
-    ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="grey", alpha=0.2,
-                    label="±10%")
-    for form, marker in (("deep", "o"), ("shallow", "^")):
-        rows = [r for r in result["rows"] if r["form"] == form]
-        s = result["summary"][form]
-        ax.scatter([r["measured_ms"] for r in rows], [r["predicted_ms"] for r in rows], marker=marker,
-                   s=22, label=f"{form}: MAPE {100 * s['mape']:.1f}%, {100 * s['within_10pct']:.0f}% within ±10%")
-    ax.set_xlim(lo, hi)
-    ax.set_ylim(lo, hi)
-    ax.set_xlabel("measured latency (ms, batch 1)")
-    ax.set_ylabel("latency-table prediction (ms)")
-    ax.set_title(f"Latency table fidelity on {result['device']} ({result['archs']} random archs)")
-    ax.legend(loc="upper left", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=120)
-    plt.close(fig)

@@ -7,39 +7,15 @@ params section through ``params:`` and re-runs when any key of it changes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
+from dwnas.cli import add_eval_flags, json_arg, relaunch_under_torchrun
 from dwnas.config import RESOLUTION_MAX, RESOLUTION_MIN, resolution_arg
 
 
-def json_arg(text: str):
-    """Parse an inline JSON value or ``@path`` to a JSON file (argparse type)."""
-    try:
-        if text.startswith("@"):
-            return json.loads(Path(text[1:]).read_text())
-        return json.loads(text)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text[:80]}") from exc
-
-
-def _relaunch_under_torchrun(args: argparse.Namespace) -> int | None:
-    """With ``--nproc N`` > 1 outside torchrun, run this same command under torchrun."""
-    if args.nproc <= 1 or "LOCAL_RANK" in os.environ:
-        return None
-    argv = [a for a in sys.argv[1:]]
-    i = argv.index("--nproc")
-    del argv[i:i + 2]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc-per-node={args.nproc}", "-m", "dwnas", *argv]
-    return subprocess.call(cmd)
-
-
 def _run_training(args: argparse.Namespace, stage: str, resolution: tuple[int, int]) -> int:
-    relaunched = _relaunch_under_torchrun(args)
+    relaunched = relaunch_under_torchrun(args)
     if relaunched is not None:
         return relaunched
     from dwnas import track
@@ -135,10 +111,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--summary", required=True, help="JSON summary path")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
-    parser.add_argument("--calib-images", type=int, default=500,
-                        help="training images used to recalibrate BN before each evaluation")
-    parser.add_argument("--val-images", type=int, default=None, help="limit validation images")
-    parser.add_argument("--eval-batch", type=int, default=128)
+    add_eval_flags(parser)
     parser.add_argument("--nproc", type=int, default=1,
                         help="processes (GPUs); >1 relaunches under torchrun")
     parser.add_argument("--no-resume", action="store_true",
@@ -174,7 +147,5 @@ def register(sub) -> None:
     swp.add_argument("--label", required=True, help="curve label, e.g. elastic or non-elastic")
     swp.add_argument("--out", required=True)
     swp.add_argument("--seed", type=int, default=0)
-    swp.add_argument("--calib-images", type=int, default=500)
-    swp.add_argument("--val-images", type=int, default=None)
-    swp.add_argument("--eval-batch", type=int, default=128)
+    add_eval_flags(swp)
     swp.set_defaults(func=_sweep)

@@ -19,13 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def add_runtimes_flag(parser: argparse.ArgumentParser) -> None:
-    from dwnas.measure.settings import RUNTIME_FORMATS
-
-    parser.add_argument("--runtimes", nargs="+", default=list(RUNTIME_FORMATS),
-                        choices=sorted(RUNTIME_FORMATS),
-                        help="deployment runtimes to export for (default: all)")
+from dwnas.cli import add_eval_flags, add_runtimes_flag
 
 
 def _transform(args: argparse.Namespace) -> int:
@@ -90,10 +84,7 @@ def register(sub) -> None:
                         help="params YAML file: refuse a checkpoint of another space than its own")
     parser.add_argument("--tolerance", type=float, default=1e-5,
                         help="max error relative to the output scale (default 1e-5)")
-    parser.add_argument("--calib-images", type=int, default=500,
-                        help="training images to recalibrate BN (the search's)")
-    parser.add_argument("--val-images", type=int, default=None, help="limit validation images")
-    parser.add_argument("--eval-batch", type=int, default=128)
+    add_eval_flags(parser, calib_help="training images to recalibrate BN (the search's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of images, inputs, random BN")
     add_runtimes_flag(parser)
     parser.set_defaults(func=_transform)
