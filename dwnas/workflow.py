@@ -49,8 +49,11 @@ CODE_PARTS: dict[str, tuple[str, ...]] = {
     "data": ("data", "io.py"),
     "train": ("train", "nn", "space.py", *_LOADING, "io.py"),
     # `dwnas profile` and `dwnas search` share their command module (dwnas/search/commands.py)
-    "profile": ("search", "measure", "transform", "nn", "space.py", *_EVALUATING, "io.py"),
-    "search": ("search", "measure", "transform", "nn", "space.py", *_EVALUATING, "io.py"),
+    # (the profile's fidelity figure is drawn by dwnas/report/figures.py)
+    "profile": ("search", "measure", "transform", "nn", "space.py", *_EVALUATING, "io.py",
+                "report/figures.py", "report/tables.py"),
+    "search": ("search", "measure", "transform", "nn", "space.py", *_EVALUATING, "io.py",
+               "report/figures.py", "report/tables.py"),
     "transform": (
         "transform",
         "nn",
