@@ -181,19 +181,8 @@ class Backend(ABC):
                     raise DwnasError(
                         f"measure: model failed on input {list(shape)} ({_first_line(exc)})"
                     ) from exc
-                for _ in range(settings.warmup):
-                    runner(inputs)
-                self.synchronize()
-                durations, wall_ns, latency_energy = metered_loop(
-                    meter,
-                    meter_reason,
-                    settings.batch,
-                    lambda: timed_loop(
-                        lambda: runner(inputs),
-                        self.synchronize,
-                        settings.iters,
-                        settings.min_seconds,
-                    ),
+                durations, wall_ns, latency_energy = self._warm_and_time(
+                    runner, inputs, settings.batch, settings, meter, meter_reason
                 )
                 throughput, throughput_reason, throughput_energy = self._throughput(
                     runner,
@@ -239,6 +228,21 @@ class Backend(ABC):
             "notes": notes,
         }
 
+    def _warm_and_time(self, runner, inputs, batch, settings, meter, meter_reason):
+        """Warm up, then the timed loop inside an energy window: (durations, wall ns, energy).
+        The one measurement loop of both the latency and the throughput figure."""
+        for _ in range(settings.warmup):
+            runner(inputs)
+        self.synchronize()
+        return metered_loop(
+            meter,
+            meter_reason,
+            batch,
+            lambda: timed_loop(
+                lambda: runner(inputs), self.synchronize, settings.iters, settings.min_seconds
+            ),
+        )
+
     def _throughput(self, runner, shape, settings, latency_loop, meter, meter_reason):
         """Images/s: from the latency loop when the batch is the same, else a second timed loop.
 
@@ -265,16 +269,8 @@ class Backend(ABC):
         except Exception as exc:  # a model traced at batch 1 may refuse other batches
             reason = f"model failed at batch {batch} ({_first_line(exc)})"
             return None, reason, _unmeasured(reason)
-        for _ in range(settings.warmup):
-            runner(inputs)
-        self.synchronize()
-        durations, wall_ns, energy = metered_loop(
-            meter,
-            meter_reason,
-            batch,
-            lambda: timed_loop(
-                lambda: runner(inputs), self.synchronize, settings.iters, settings.min_seconds
-            ),
+        durations, wall_ns, energy = self._warm_and_time(
+            runner, inputs, batch, settings, meter, meter_reason
         )
         result = {
             "batch": batch,
