@@ -11,7 +11,8 @@ docs/training.md holds the figures.
 
 A variant is NAME@EPOCHS; NAME is ``base`` (params/default.yaml's space, largest network),
 ``smallest`` (its smallest), ``stage1_stride1`` (the first searchable stage keeps its input size),
-``wide`` (first block 16 and stages 24/32/48/64 channels) or ``cnn``.
+``wide`` (first block 16 and stages 24/32/48/64 channels), ``cnn``, or the MobileNetV2 baseline
+``mnv2_w<width>`` (``mnv2_w<width>_s1``: its first stride-2 stage at stride 1).
 """
 
 from __future__ import annotations
@@ -25,11 +26,18 @@ import platform
 os.environ.setdefault("DWNAS_TRACKING", "0")
 
 
-def space_variant(section: dict, name: str):
+def space_variant(section: dict, name: str, resolution: int):
     from dwnas.space import Space
 
     section = copy.deepcopy(section)
-    if name == "stage1_stride1":
+    if name.startswith("mnv2_w"):  # the MobileNetV2 baseline, e.g. mnv2_w0.35 (+ _s1: first stage stride 1)
+        from dwnas.baselines.mobilenetv2 import space_section
+
+        width, _, stride1 = name[len("mnv2_w"):].partition("_")
+        section = space_section(float(width), resolution)
+        if stride1 == "s1":
+            section["stages"][0]["stride"] = 1
+    elif name == "stage1_stride1":
         section["stages"][0]["stride"] = 1
     elif name == "wide":
         section["first_block"]["channels"] = 16
@@ -77,7 +85,7 @@ def main() -> None:
         if name == "cnn":
             net = small_cnn(classes)
         else:
-            space = space_variant(section, name)
+            space = space_variant(section, name, args.resolution)
             arch = space.smallest() if name == "smallest" else space.largest()
             net = build_static(space, arch.with_resolution(args.resolution), classes)
         macs = count(net, args.resolution).macs
