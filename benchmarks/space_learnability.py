@@ -7,7 +7,7 @@ once to ``--resolution``, and reports val / train top-1 and MACs, side by side w
 docs/training.md holds the figures.
 
     .venv/bin/python benchmarks/space_learnability.py --prepared results/default/data/prepared \\
-        [--variants base@8,base@16,stage1_stride1@8,wide@8,cnn@8] [--resolution 48]
+        [--variants base@8,base@16,stage1_stride1@8,wide@8,cnn@8] [--resolution 48] [--no-flip]
 
 A variant is NAME@EPOCHS; NAME is ``base`` (params/default.yaml's space, largest network),
 ``smallest`` (its smallest), ``stage1_stride1`` (the first searchable stage keeps its input size),
@@ -56,6 +56,8 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=48)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-flip", action="store_true",
+                        help="no random horizontal flips (digits: a mirror image changes the class)")
     args = parser.parse_args()
 
     import torch
@@ -90,12 +92,13 @@ def main() -> None:
             net = build_static(space, arch.with_resolution(args.resolution), classes)
         macs = count(net, args.resolution).macs
         result = fit_and_score(net, train, val, int(epochs or 8), lr=3e-3, weight_decay=5e-4,
-                               seed=args.seed)
+                               seed=args.seed, flip=not args.no_flip)
         rows.append({"variant": name, "mmacs": macs / 1e6, **result})
     base = next((r for r in rows if r["variant"] == "base"), None)
     for row in rows:
         row["macs_vs_base"] = row["mmacs"] / base["mmacs"] if base else None
     print(json.dumps({"prepared": args.prepared, "resolution": args.resolution,
+                      "flip": not args.no_flip,
                       "train_images": len(train[1]), "val_images": len(val[1]),
                       "threads": torch.get_num_threads(), "machine": platform.machine(),
                       "rows": rows}, indent=2))

@@ -181,6 +181,19 @@ def test_crop_scale_reaches_the_random_resized_crop(prepared):
     assert all(torch.equal(a[1], b[1]) for a, b in zip(first, other, strict=True))
 
 
+def test_hflip_off_never_mirrors_an_image(prepared):
+    """Digits change class when mirrored: ``hflip=False`` must leave every draw unflipped."""
+    def draws(hflip: bool) -> list[torch.Tensor]:
+        dataset = build_train_loader(prepared, 4, 32, workers=0, seed=0, packed=False,
+                                     crop_scale=(1.0, 1.0), hflip=hflip).dataset
+        return [dataset[(0, 32, seed)][0] for seed in range(16)]
+
+    plain = draws(False)
+    assert all(torch.equal(plain[0], x) for x in plain)
+    flipped = [x for x in draws(True) if not torch.equal(x, plain[0])]
+    assert flipped and all(torch.equal(x, plain[0].flip(-1)) for x in flipped)
+
+
 def test_set_epoch_reshuffles_and_redraws_augmentation(prepared):
     loader = build_train_loader(prepared, 4, 32, workers=0, seed=0, packed=False)
     epoch0, epoch1 = batches(loader, 0), batches(loader, 1)

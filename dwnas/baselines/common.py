@@ -107,7 +107,8 @@ def fit(model: nn.Module, prepared: str | Path, recipe, resolution: int, seed: i
     if teacher is not None:
         teacher.to(dev).eval()
     loader = build_train_loader(prepared, recipe.batch_size, resolution=resolution,
-                                workers=workers, seed=seed, crop_scale=recipe.crop_scale)
+                                workers=workers, seed=seed, crop_scale=recipe.crop_scale,
+                                hflip=recipe.hflip)
     steps_per_epoch = len(loader)
     optimizer = build_optimizer(model, recipe)
     scheduler = build_scheduler(optimizer, recipe, steps_per_epoch)

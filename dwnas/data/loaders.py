@@ -15,7 +15,7 @@ uninterrupted run would have seen.
 
 Images come from the JPEG files (decoded with Pillow) or, when present, from the packed copy
 (:mod:`dwnas.data.pack`), which skips decoding. Transforms follow the usual ImageNet recipe with
-torchvision.transforms.v2: train ``RandomResizedCrop(res) + RandomHorizontalFlip``, eval
+torchvision.transforms.v2: train ``RandomResizedCrop(res) + RandomHorizontalFlip`` (the flip optional), eval
 ``Resize(int(res / 0.875)) + CenterCrop(res)``, then scaling to [0, 1] and ImageNet normalisation.
 """
 
@@ -159,13 +159,15 @@ class ElasticBatchSampler(Sampler):
 
 
 def train_transform(resolution: int, pil_input: bool = True,
-                    crop_scale: tuple[float, float] = IMAGENET_CROP_SCALE):
-    """RandomResizedCrop (area fraction in ``crop_scale``) + flip + float + ImageNet
-    normalisation at ``resolution``."""
+                    crop_scale: tuple[float, float] = IMAGENET_CROP_SCALE, hflip: bool = True):
+    """RandomResizedCrop (area fraction in ``crop_scale``) + horizontal flip (``hflip``: off
+    where a mirror image changes the class, as for digits) + float + ImageNet normalisation at
+    ``resolution``."""
     from torchvision.transforms import v2
 
-    steps = [v2.RandomResizedCrop(resolution, scale=tuple(crop_scale), antialias=True),
-             v2.RandomHorizontalFlip()]
+    steps = [v2.RandomResizedCrop(resolution, scale=tuple(crop_scale), antialias=True)]
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip())
     return v2.Compose(steps + _to_normalised_tensor(pil_input))
 
 
@@ -201,7 +203,7 @@ class _ResolutionDataset(Dataset):
     pil_input = True
 
     def __init__(self, labels: np.ndarray, train: bool, resolution: int,
-                 crop_scale: tuple[float, float] = IMAGENET_CROP_SCALE):
+                 crop_scale: tuple[float, float] = IMAGENET_CROP_SCALE, hflip: bool = True):
         # Import here, in the parent: forked workers then inherit it instead of each paying the
         # multi-second torchvision import on their first item.
         import torchvision.transforms.v2  # noqa: F401
@@ -210,6 +212,7 @@ class _ResolutionDataset(Dataset):
         self.train = train
         self.resolution = resolution
         self.crop_scale = tuple(crop_scale)
+        self.hflip = hflip
         self._transforms: dict[int, object] = {}
 
     def __len__(self) -> int:
@@ -218,7 +221,7 @@ class _ResolutionDataset(Dataset):
     def _transform(self, resolution: int):
         if resolution not in self._transforms:
             if self.train:
-                transform = train_transform(resolution, self.pil_input, self.crop_scale)
+                transform = train_transform(resolution, self.pil_input, self.crop_scale, self.hflip)
             else:
                 transform = eval_transform(resolution, self.pil_input)
             self._transforms[resolution] = transform
@@ -245,8 +248,8 @@ class JpegImages(_ResolutionDataset):
     """Images decoded from the files listed in a manifest."""
 
     def __init__(self, manifest: Manifest, root: str | Path, train: bool, resolution: int = 224,
-                 crop_scale: tuple[float, float] = IMAGENET_CROP_SCALE):
-        super().__init__(manifest.labels, train, resolution, crop_scale)
+                 crop_scale: tuple[float, float] = IMAGENET_CROP_SCALE, hflip: bool = True):
+        super().__init__(manifest.labels, train, resolution, crop_scale, hflip)
         self.paths = manifest.paths
         self.root = str(root)
 
@@ -275,8 +278,9 @@ class PackedImages(_ResolutionDataset):
         resolution: int = 224,
         rows: np.ndarray | None = None,
         crop_scale: tuple[float, float] = IMAGENET_CROP_SCALE,
+        hflip: bool = True,
     ):
-        super().__init__(labels, train, resolution, crop_scale)
+        super().__init__(labels, train, resolution, crop_scale, hflip)
         self.npy_path = str(npy_path)
         self.rows = rows  # row of the packed array for each dataset index (None: identity)
         self._array = None  # opened lazily in each worker: a memmap must not be pickled
@@ -330,7 +334,7 @@ def _packed_dir(prepared_dir: Path, packed) -> Path | None:
 
 
 def _dataset(prepared_dir, split, train, resolution, root, packed, subset=None,
-             crop_scale=IMAGENET_CROP_SCALE):
+             crop_scale=IMAGENET_CROP_SCALE, hflip=True):
     from dwnas.data.pack import read_packed_meta
 
     prepared_dir = Path(prepared_dir)
@@ -341,7 +345,8 @@ def _dataset(prepared_dir, split, train, resolution, root, packed, subset=None,
         manifest = Manifest(split, manifest.paths[subset], manifest.labels[subset])
     packed_dir = _packed_dir(prepared_dir, packed)
     if packed_dir is None:
-        return JpegImages(manifest, dataset_root(prepared_dir, root), train, resolution, crop_scale)
+        return JpegImages(manifest, dataset_root(prepared_dir, root), train, resolution, crop_scale,
+                          hflip)
     meta = read_packed_meta(packed_dir, prepared_dir, split)
     needed = resolution if train else int(resolution / EVAL_CROP_RATIO)
     if needed > meta["size"]:
@@ -351,7 +356,7 @@ def _dataset(prepared_dir, split, train, resolution, root, packed, subset=None,
             stacklevel=3,
         )
     return PackedImages(meta["path"], manifest.labels, train, resolution, rows=subset,
-                        crop_scale=crop_scale)
+                        crop_scale=crop_scale, hflip=hflip)
 
 
 def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -388,17 +393,19 @@ def build_train_loader(
     rank: int | None = None,
     world_size: int | None = None,
     crop_scale: tuple[float, float] = IMAGENET_CROP_SCALE,
+    hflip: bool = True,
 ) -> ElasticDataLoader:
     """Shuffled, augmented (images, labels) batches of the train split.
 
     ``resolution``: an int, or ``(min, max)`` (or ``(min, max, step)``) for a resolution drawn per
     batch. ``packed``: None uses ``prepared_dir/packed`` when it exists, False never, True requires
     it, a path names another pack. ``rank``/``world_size`` default to torch.distributed's when it is
-    initialised. ``crop_scale``: RandomResizedCrop's range of crop area. Call
+    initialised. ``crop_scale``: RandomResizedCrop's range of crop area; ``hflip``: random horizontal flips. Call
     ``loader.set_epoch(e)`` before each epoch.
     """
     low, high, _ = _resolution_grid(resolution)
-    dataset = _dataset(prepared_dir, "train", True, high, root, packed, crop_scale=crop_scale)
+    dataset = _dataset(prepared_dir, "train", True, high, root, packed, crop_scale=crop_scale,
+                       hflip=hflip)
     rank, world_size = _distributed(rank, world_size)
     sampler = ElasticBatchSampler(
         len(dataset),

@@ -199,7 +199,8 @@ class Trainer:
         loader = build_train_loader(prepared, self.job.recipe.batch_size, resolution=hi,
                                     workers=self.job.workers, seed=self.job.seed,
                                     rank=self.ctx.rank, world_size=self.ctx.world_size,
-                                    crop_scale=self.job.recipe.crop_scale)
+                                    crop_scale=self.job.recipe.crop_scale,
+                                    hflip=self.job.recipe.hflip)
         if len(loader) == 0:
             raise DwnasError(f"{prepared}: fewer training images than one batch of "
                              f"{self.job.recipe.batch_size} per process")

@@ -31,14 +31,17 @@ class Recipe:
     linearize_epochs: float
     checkpoint_every: int
     crop_scale: tuple[float, float]  # RandomResizedCrop's area range: (0.08, 1) on ImageNet
+    hflip: bool = True  # random horizontal flips; off where a mirror image changes the class (digits)
+
+    OPTIONAL = ("hflip",)
 
     @classmethod
     def from_params(cls, section: dict, where: str = "train") -> Recipe:
         known = {f.name for f in fields(cls)}
-        missing = sorted(known - set(section))
+        missing = sorted(known - set(section) - set(cls.OPTIONAL))
         if missing:
             raise DwnasError(f"{where}: missing keys {missing}")
-        values = {k: section[k] for k in known}
+        values = {k: section[k] for k in known if k in section}
         values["crop_scale"] = tuple(values["crop_scale"])
         recipe = cls(**values)
         recipe.check(where)
@@ -63,6 +66,8 @@ class Recipe:
         if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
             problems.append(f"{where}.crop_scale: must be [min, max] with 0 < min <= max <= 1 "
                             f"(got {list(self.crop_scale)})")
+        if not isinstance(self.hflip, bool):
+            problems.append(f"{where}.hflip: must be true or false (got {self.hflip!r})")
         if problems:
             raise DwnasError("; ".join(problems))
 
