@@ -2,8 +2,8 @@
 object.
 
 Generates the embedded dataset (or takes ``--prepared``), prepares it with a packed copy, then
-alternates full epochs of the JPEG loader and the packed loader (same seed, same elastic
-resolution range, same workers), after one warm-up epoch each, and reports the median images/s of
+alternates full epochs of the JPEG loader and the packed loader (same seed, same resolution, same
+workers), after one warm-up epoch each, and reports the median images/s of
 each and their ratio. Alternating keeps both kinds exposed to the same machine load.
 
     python benchmarks/data_loading.py                      # embedded default: 72 px images
@@ -31,11 +31,6 @@ def _epoch_rate(loader, epoch: int) -> float:
     return images / (time.perf_counter() - start)
 
 
-def _resolution(text: str):
-    parts = [int(p) for p in text.split(",")]
-    return parts[0] if len(parts) == 1 else tuple(parts)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -52,13 +47,14 @@ def main() -> None:
         "--pack-size",
         type=int,
         default=None,
-        help="packed side in px (default: the upper resolution)",
+        help="packed side in px (default: the resolution)",
     )
     parser.add_argument(
         "--resolution",
-        type=_resolution,
-        default=(48, 80),
-        help="'R' or 'MIN,MAX' (default 48,80, the embedded params' range)",
+        type=int,
+        default=80,
+        help="loader resolution (default 80: the embedded params' largest, which elastic "
+        "training loads at before resizing on the device)",
     )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
@@ -71,8 +67,7 @@ def main() -> None:
     from dwnas.cli import main as dwnas
     from dwnas.data.loaders import build_train_loader
 
-    high = args.resolution if isinstance(args.resolution, int) else args.resolution[1]
-    pack_size = args.pack_size or high
+    pack_size = args.pack_size or args.resolution
     with tempfile.TemporaryDirectory() as tmp:
         prepared = args.prepared
         if prepared is None:

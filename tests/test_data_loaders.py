@@ -1,5 +1,6 @@
-"""Loaders: per-batch elastic resolution, deterministic shuffling and augmentation, sharding,
-eval order and subsets, the packed copy, and moving the image root."""
+"""Loaders: one resolution, deterministic shuffling and augmentation (keys pinned to the values
+the pipeline's outputs were made with), sharding, eval order and subsets, the packed copy, and
+moving the image root."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 
 from dwnas.cli import main
 from dwnas.data.loaders import (
-    ElasticBatchSampler,
+    DeterministicBatchSampler,
     JpegImages,
     PackedImages,
     build_eval_loader,
@@ -84,79 +85,86 @@ def batches(loader, epoch=None):
 # The batch sampler ------------------------------------------------------------------------
 
 
-def test_sampler_draws_every_integer_resolution_in_range_one_per_batch():
-    sampler = ElasticBatchSampler(10_000, 4, (48, 80), seed=1)
-    resolutions = []
-    for batch in sampler:
-        assert len({res for _, res, _ in batch}) == 1
-        resolutions.append(batch[0][1])
-    assert min(resolutions) == 48 and max(resolutions) == 80
-    assert set(resolutions) == set(range(48, 81))
-    assert resolutions == [sampler.resolution_for(b) for b in range(len(sampler))]
-
-
-def test_sampler_step_grid_and_fixed_resolution():
-    assert {ElasticBatchSampler(4000, 4, (48, 80, 8)).resolution_for(b) for b in range(1000)} == {
-        48,
-        56,
-        64,
-        72,
-        80,
-    }
-    assert {b[0][1] for b in ElasticBatchSampler(100, 10, 64)} == {64}
-    with pytest.raises(DwnasError, match=r"resolution range \(80, 48\) is empty or not positive"):
-        ElasticBatchSampler(10, 2, (80, 48))
+def test_sampler_keys_are_those_the_pipeline_was_run_with():
+    """(index, augmentation seed) per batch, as computed before the per-batch resolution grid
+    was removed: a change here changes every training output."""
+    sampler = DeterministicBatchSampler(10, 3, seed=7, epoch=3)
+    assert list(sampler) == [
+        [(3, 3632389985960211445), (5, 7133216851532208230), (4, 3882283151683806462)],
+        [(7, 7545274146796888327), (8, 5347536408423598186), (0, 8753253328822659142)],
+        [(9, 869483373331853780), (2, 8979610789286659479), (1, 4154110255143259661)],
+    ]
+    ranks = [list(DeterministicBatchSampler(11, 2, seed=5, epoch=1, rank=r, world_size=2,
+                                            drop_last=False)) for r in range(2)]
+    assert ranks == [
+        [[(5, 2541748475894479000), (7, 4287967069929927806)],
+         [(4, 980256947935387877), (0, 235688740158864400)],
+         [(9, 4699392444293552202), (1, 5299780327745176223)]],
+        [[(8, 2386654697662265803), (2, 3694050411243871252)],
+         [(6, 4850992600093548949), (10, 1582268830072437039)],
+         [(3, 3940207680005546896), (5, 2541748475894479000)]],
+    ]
+    assert list(DeterministicBatchSampler(7, 3, seed=1, shuffle=False, drop_last=False)) == [
+        [(0, 1933470964590754054), (1, 1640946741281779067), (2, 471405968090679922)],
+        [(3, 4249423326382076871), (4, 3818063733599495961), (5, 5744442074854098306)],
+        [(6, 489704833791943400)],
+    ]
 
 
 def test_sampler_is_a_pure_function_of_seed_and_epoch():
     def draw(seed, epoch):
-        sampler = ElasticBatchSampler(100, 8, (32, 64), seed=seed)
+        sampler = DeterministicBatchSampler(100, 8, seed=seed)
         sampler.set_epoch(epoch)
         return list(sampler)
 
     assert draw(0, 3) == draw(0, 3)
     assert draw(0, 3) != draw(0, 4)
     assert draw(0, 3) != draw(1, 3)
-    indices = [i for batch in draw(0, 3) for i, _, _ in batch]
+    indices = [i for batch in draw(0, 3) for i, _ in batch]
     assert len(indices) == 96 and len(set(indices)) == 96
 
 
-def test_sampler_shards_disjointly_with_the_same_resolution_on_every_rank():
+def test_sampler_shards_disjointly():
     ranks = [
-        list(ElasticBatchSampler(103, 5, (32, 64), seed=2, rank=r, world_size=4)) for r in range(4)
+        list(DeterministicBatchSampler(103, 5, seed=2, rank=r, world_size=4)) for r in range(4)
     ]
     assert len({len(r) for r in ranks}) == 1
-    seen = [i for r in ranks for batch in r for i, _, _ in batch]
+    seen = [i for r in ranks for batch in r for i, _ in batch]
     assert len(seen) == len(set(seen))
-    for batches_at_step in zip(*ranks, strict=True):
-        assert len({batch[0][1] for batch in batches_at_step}) == 1
     padded = [
-        list(ElasticBatchSampler(103, 5, 32, rank=r, world_size=4, drop_last=False))
+        list(DeterministicBatchSampler(103, 5, rank=r, world_size=4, drop_last=False))
         for r in range(4)
     ]
-    covered = {i for r in padded for batch in r for i, _, _ in batch}
+    covered = {i for r in padded for batch in r for i, _ in batch}
     assert covered == set(range(103))
 
 
 # Loaders over a prepared directory --------------------------------------------------------
 
 
-def test_train_batches_change_resolution_per_step(prepared):
-    loader = build_train_loader(prepared, 4, (24, 40), workers=0, seed=0, packed=False)
+def test_train_batches_at_the_loaders_resolution(prepared):
+    loader = build_train_loader(prepared, 4, 32, workers=0, seed=0, packed=False)
     assert isinstance(loader.dataset, JpegImages)
     seen = []
-    for b, (images, labels) in enumerate(batches(loader)):
-        res = loader.resolution_for(b)
-        assert images.shape == (4, 3, res, res) and images.dtype == torch.float32
+    for images, labels in batches(loader):
+        assert images.shape == (4, 3, 32, 32) and images.dtype == torch.float32
         assert labels.dtype == torch.int64 and set(labels.tolist()) <= set(range(CLASSES))
-        seen.append(res)
-    assert len(seen) == CLASSES * TRAIN // 4 and len(set(seen)) > 1
+        seen.append(images)
+    assert len(seen) == CLASSES * TRAIN // 4
     assert -3 < float(images.mean()) < 3
 
 
+def test_a_resolution_range_is_refused(prepared):
+    """Elastic resolution is done on the device by training, not by the loader."""
+    with pytest.raises(DwnasError, match=r"resolution must be a positive int \(got \(24, 40\)\)"):
+        build_train_loader(prepared, 4, (24, 40), workers=0, seed=0, packed=False)
+    with pytest.raises(DwnasError, match="resolution must be a positive int"):
+        build_eval_loader(prepared, "val", 4, 0, workers=0, packed=False)
+
+
 def test_train_batches_identical_with_and_without_workers(prepared):
-    serial = build_train_loader(prepared, 4, (24, 40), workers=0, seed=5, epoch=2, packed=False)
-    parallel = build_train_loader(prepared, 4, (24, 40), workers=2, seed=5, epoch=2, packed=False)
+    serial = build_train_loader(prepared, 4, 32, workers=0, seed=5, epoch=2, packed=False)
+    parallel = build_train_loader(prepared, 4, 32, workers=2, seed=5, epoch=2, packed=False)
     rng_state = torch.get_rng_state()
     first = batches(serial)
     assert torch.equal(torch.get_rng_state(), rng_state), "the caller's RNG must not move"
@@ -173,7 +181,7 @@ def test_crop_scale_reaches_the_random_resized_crop(prepared):
     default = build_train_loader(prepared, 4, 32, workers=0, seed=3, packed=False)
     whole = build_train_loader(prepared, 4, 32, workers=0, seed=3, packed=False,
                                crop_scale=(1.0, 1.0))
-    crop = next(t for t in whole.dataset._transform(32).transforms
+    crop = next(t for t in whole.dataset.transform.transforms
                 if isinstance(t, v2.RandomResizedCrop))
     assert crop.scale == (1.0, 1.0)
     first, other = batches(default), batches(whole)
@@ -186,7 +194,7 @@ def test_hflip_off_never_mirrors_an_image(prepared):
     def draws(hflip: bool) -> list[torch.Tensor]:
         dataset = build_train_loader(prepared, 4, 32, workers=0, seed=0, packed=False,
                                      crop_scale=(1.0, 1.0), hflip=hflip).dataset
-        return [dataset[(0, 32, seed)][0] for seed in range(16)]
+        return [dataset[(0, seed)][0] for seed in range(16)]
 
     plain = draws(False)
     assert all(torch.equal(plain[0], x) for x in plain)
@@ -232,10 +240,10 @@ def test_packed_copy_is_used_by_default_and_matches_jpeg(prepared):
     for (xp, yp), (xj, yj) in zip(batches(packed), batches(jpeg), strict=True):
         assert torch.equal(yp, yj)
         assert float((xp - xj).abs().max()) < 0.05
-    train = build_train_loader(prepared, 4, (24, 40), workers=0, seed=0)
+    train = build_train_loader(prepared, 4, 40, workers=0, seed=0)
     assert isinstance(train.dataset, PackedImages)
-    for b, (images, _) in enumerate(batches(train)):
-        assert images.shape[-1] == train.resolution_for(b)
+    for images, _ in batches(train):
+        assert images.shape[-1] == 40
 
 
 def test_pack_command_rebuilds_and_stale_pack_is_refused(prepared, tmp_path):

@@ -51,6 +51,17 @@ def tiny_net() -> torch.nn.Module:
     )
 
 
+def _sampled(meter: Ina3221Meter, vdd_in_mw: float, timeout: float = 60.0) -> bool:
+    """Wait until the meter's thread (not its synchronous first sample) has read VDD_IN at
+    ``vdd_in_mw``: sleeps guessed this before, and a busy machine could miss it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(powers["VDD_IN"] == pytest.approx(vdd_in_mw) for _, powers in meter._samples[1:]):
+            return True
+        time.sleep(0.005)
+    return False
+
+
 def test_sampled_energy_follows_a_changing_hwmon_sensor(tmp_path):
     root = tmp_path / "orin"
     shutil.copytree(FIXTURES / "orin-nano-jp5", root)
@@ -58,9 +69,9 @@ def test_sampled_energy_follows_a_changing_hwmon_sensor(tmp_path):
     meter = Ina3221Meter(root, interval_ms=5)
     assert meter.source == "ina3221-hwmon"
     meter.start()
-    time.sleep(0.05)
+    assert _sampled(meter, 5000.0), "the sampler thread never read the sensor"
     _write_atomically(current, "2000\n")  # VDD_IN steps from 5000 mW to 10000 mW
-    time.sleep(0.05)
+    assert _sampled(meter, 10000.0), "the sampler thread missed the change"
     result = meter.stop(images=10)
     assert result["total_rail"] == "VDD_IN"
     assert result["samples"] >= 3

@@ -1,13 +1,12 @@
-"""Training and evaluation loaders over a prepared directory, with a per-batch resolution.
+"""Training and evaluation loaders over a prepared directory, at one resolution.
 
-Elastic resolution without forking the DataLoader: :class:`ElasticBatchSampler` yields, for each
-batch, a list of ``(index, resolution, sample_seed)`` keys, all with the same resolution; the
-datasets' ``__getitem__`` takes such a key and builds (and caches) the transform for that
-resolution. The resolution of batch ``b`` in epoch ``e`` is a pure function of ``(seed, e, b)``,
-drawn uniformly over every integer of ``[min, max]`` (or over a ``step`` grid), identical on every
-rank. One DataLoader, its workers persistent across epochs, serves every resolution.
+A loader yields every batch at the resolution it was built for. Elastic resolution is not the
+loader's business: ``dwnas train elastic`` loads at the largest resolution and resizes each batch
+on the device (:mod:`dwnas.train.engine`), so workers never need to know a step's resolution.
 
-Determinism: the shuffle is a function of ``(seed, epoch)``; each sample's augmentation is drawn
+:class:`DeterministicBatchSampler` yields, for each batch, a list of ``(index, sample_seed)`` keys;
+the datasets' ``__getitem__`` takes such a key. Determinism: the shuffle is a function of
+``(seed, epoch)``; each sample's augmentation is drawn
 from a torch RNG seeded by ``(seed, epoch, index)`` inside ``torch.random.fork_rng`` (so the caller's
 RNG is untouched with ``workers=0``). The same ``(seed, epoch)`` therefore gives the same batches,
 pixel for pixel, whatever the number of workers, and a run resumed at epoch ``e`` sees what an
@@ -23,7 +22,7 @@ from __future__ import annotations
 
 import random
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +36,8 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "EVAL_CROP_RATIO",
-    "ElasticBatchSampler",
-    "ElasticDataLoader",
+    "DeterministicBatchSampler",
+    "EpochDataLoader",
     "JpegImages",
     "PackedImages",
     "build_eval_loader",
@@ -68,37 +67,26 @@ def _mix(*values: int) -> int:
     return state >> 1
 
 
-def _resolution_grid(resolution) -> tuple[int, int, int]:
-    """(min, max, step) from an int, a (min, max) pair or a (min, max, step) triple."""
-    if isinstance(resolution, int | np.integer):
-        low = high = int(resolution)
-        step = 1
-    else:
-        values = tuple(int(v) for v in resolution)
-        if len(values) not in (2, 3):
-            raise DwnasError(
-                f"resolution must be an int, (min, max) or (min, max, step); got {resolution}"
-            )
-        low, high = values[:2]
-        step = values[2] if len(values) == 3 else 1
-    if low < 1 or high < low or step < 1:
-        raise DwnasError(f"resolution range {resolution} is empty or not positive")
-    return low, high, step
+def _resolution(resolution) -> int:
+    """A loader's one resolution: a positive int (a range would be elastic resolution, which
+    training does on the device)."""
+    if isinstance(resolution, Sequence | np.ndarray) or int(resolution) < 1:
+        raise DwnasError(f"resolution must be a positive int (got {resolution!r})")
+    return int(resolution)
 
 
-class ElasticBatchSampler(Sampler):
-    """Batches of ``(index, resolution, sample_seed)``, one resolution per batch.
+class DeterministicBatchSampler(Sampler):
+    """Batches of ``(index, sample_seed)`` keys, a pure function of ``(seed, epoch)``.
 
-    Shuffled by ``(seed, epoch)`` and sharded over ``world_size`` ranks as DistributedSampler does
-    (every rank gets the same number of batches; without ``drop_last`` the index list is padded
-    by wrapping around).
+    Shuffled by ``(seed, epoch)`` (or in index order) and sharded over ``world_size`` ranks as
+    DistributedSampler does (every rank gets the same number of batches; without ``drop_last`` the
+    index list is padded by wrapping around). ``sample_seed`` seeds that sample's augmentation.
     """
 
     def __init__(
         self,
         num_samples: int,
         batch_size: int,
-        resolution: int | tuple[int, ...],
         seed: int = 0,
         epoch: int = 0,
         shuffle: bool = True,
@@ -112,7 +100,6 @@ class ElasticBatchSampler(Sampler):
             raise DwnasError(f"rank {rank} is outside world_size {world_size}")
         self.num_samples = num_samples
         self.batch_size = batch_size
-        self.low, self.high, self.step = _resolution_grid(resolution)
         self.seed = seed
         self.epoch = epoch
         self.shuffle = shuffle
@@ -121,14 +108,8 @@ class ElasticBatchSampler(Sampler):
         self.world_size = world_size
 
     def set_epoch(self, epoch: int) -> None:
-        """Reshuffle (and redraw resolutions and augmentations) for ``epoch``."""
+        """Reshuffle (and redraw augmentations) for ``epoch``."""
         self.epoch = epoch
-
-    def resolution_for(self, batch_index: int, epoch: int | None = None) -> int:
-        """The resolution of batch ``batch_index`` of ``epoch`` (default: the current epoch)."""
-        epoch = self.epoch if epoch is None else epoch
-        choices = (self.high - self.low) // self.step + 1
-        return self.low + self.step * (_mix(self.seed, epoch, batch_index, 0x7E5) % choices)
 
     def _rank_indices(self) -> np.ndarray:
         n = self.num_samples
@@ -150,12 +131,11 @@ class ElasticBatchSampler(Sampler):
             return per_rank // self.batch_size
         return -(-per_rank // self.batch_size)
 
-    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         indices = self._rank_indices()
         for b in range(len(self)):
             chunk = indices[b * self.batch_size : (b + 1) * self.batch_size]
-            res = self.resolution_for(b)
-            yield [(int(i), res, _mix(self.seed, self.epoch, int(i))) for i in chunk]
+            yield [(int(i), _mix(self.seed, self.epoch, int(i))) for i in chunk]
 
 
 def train_transform(resolution: int, pil_input: bool = True,
@@ -189,16 +169,15 @@ def _to_normalised_tensor(pil_input: bool) -> list:
     return head + [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
 
 
-def _parse_key(key, default_resolution: int) -> tuple[int, int, int | None]:
+def _parse_key(key) -> tuple[int, int | None]:
+    """``(index, sample_seed)`` from a sampler's key, or a bare index (no seeded augmentation)."""
     if isinstance(key, tuple | list):
-        index, resolution = int(key[0]), int(key[1])
-        seed = int(key[2]) if len(key) > 2 and key[2] is not None else None
-        return index, resolution, seed
-    return int(key), default_resolution, None
+        return int(key[0]), (int(key[1]) if key[1] is not None else None)
+    return int(key), None
 
 
 class _ResolutionDataset(Dataset):
-    """Shared logic: a key -> (image tensor at the key's resolution, label)."""
+    """Shared logic: a key -> (image tensor at the dataset's resolution, label)."""
 
     pil_input = True
 
@@ -213,27 +192,29 @@ class _ResolutionDataset(Dataset):
         self.resolution = resolution
         self.crop_scale = tuple(crop_scale)
         self.hflip = hflip
-        self._transforms: dict[int, object] = {}
+        self._built = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def _transform(self, resolution: int):
-        if resolution not in self._transforms:
+    @property
+    def transform(self):
+        """The train or eval transform at ``resolution``, built on first use (in each worker)."""
+        if self._built is None:
             if self.train:
-                transform = train_transform(resolution, self.pil_input, self.crop_scale, self.hflip)
+                self._built = train_transform(self.resolution, self.pil_input, self.crop_scale,
+                                              self.hflip)
             else:
-                transform = eval_transform(resolution, self.pil_input)
-            self._transforms[resolution] = transform
-        return self._transforms[resolution]
+                self._built = eval_transform(self.resolution, self.pil_input)
+        return self._built
 
-    def _load(self, index: int, resolution: int):
+    def _load(self, index: int):
         raise NotImplementedError
 
     def __getitem__(self, key):
-        index, resolution, seed = _parse_key(key, self.resolution)
-        image = self._load(index, resolution)
-        transform = self._transform(resolution)
+        index, seed = _parse_key(key)
+        image = self._load(index)
+        transform = self.transform
         if self.train and seed is not None:
             with torch.random.fork_rng(devices=[]):
                 # Only the CPU generator: torch.manual_seed would also queue CUDA seeding.
@@ -253,14 +234,14 @@ class JpegImages(_ResolutionDataset):
         self.paths = manifest.paths
         self.root = str(root)
 
-    def _load(self, index: int, resolution: int):
+    def _load(self, index: int):
         from PIL import Image
 
         path = f"{self.root}/{self.paths[index].decode()}"
         with Image.open(path) as im:
             if not self.train:
                 # Decode at 1/2..1/8 scale when the eval resize would shrink that much anyway.
-                side = int(resolution / EVAL_CROP_RATIO)
+                side = int(self.resolution / EVAL_CROP_RATIO)
                 im.draft("RGB", (side, side))
             return im.convert("RGB")
 
@@ -290,7 +271,7 @@ class PackedImages(_ResolutionDataset):
         state["_array"] = None
         return state
 
-    def _load(self, index: int, resolution: int):
+    def _load(self, index: int):
         from torchvision import tv_tensors
 
         if self._array is None:
@@ -308,14 +289,12 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-class ElasticDataLoader(DataLoader):
-    """A DataLoader whose batch sampler is an :class:`ElasticBatchSampler`."""
+class EpochDataLoader(DataLoader):
+    """A DataLoader over a :class:`DeterministicBatchSampler`: ``set_epoch`` picks the epoch's
+    shuffle and augmentations, as DistributedSampler's does."""
 
     def set_epoch(self, epoch: int) -> None:
         self.batch_sampler.set_epoch(epoch)
-
-    def resolution_for(self, batch_index: int, epoch: int | None = None) -> int:
-        return self.batch_sampler.resolution_for(batch_index, epoch)
 
 
 def _packed_dir(prepared_dir: Path, packed) -> Path | None:
@@ -368,8 +347,8 @@ def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
     return (0 if rank is None else rank), (1 if world_size is None else world_size)
 
 
-def _loader(dataset, sampler, workers: int, seed: int) -> ElasticDataLoader:
-    return ElasticDataLoader(
+def _loader(dataset, sampler, workers: int, seed: int) -> EpochDataLoader:
+    return EpochDataLoader(
         dataset,
         batch_sampler=sampler,
         num_workers=workers,
@@ -383,7 +362,7 @@ def _loader(dataset, sampler, workers: int, seed: int) -> ElasticDataLoader:
 def build_train_loader(
     prepared_dir: str | Path,
     batch_size: int,
-    resolution: int | tuple[int, int],
+    resolution: int,
     workers: int,
     seed: int,
     epoch: int = 0,
@@ -394,23 +373,21 @@ def build_train_loader(
     world_size: int | None = None,
     crop_scale: tuple[float, float] = IMAGENET_CROP_SCALE,
     hflip: bool = True,
-) -> ElasticDataLoader:
-    """Shuffled, augmented (images, labels) batches of the train split.
+) -> EpochDataLoader:
+    """Shuffled, augmented (images, labels) batches of the train split at ``resolution``.
 
-    ``resolution``: an int, or ``(min, max)`` (or ``(min, max, step)``) for a resolution drawn per
-    batch. ``packed``: None uses ``prepared_dir/packed`` when it exists, False never, True requires
+    ``packed``: None uses ``prepared_dir/packed`` when it exists, False never, True requires
     it, a path names another pack. ``rank``/``world_size`` default to torch.distributed's when it is
-    initialised. ``crop_scale``: RandomResizedCrop's range of crop area; ``hflip``: random horizontal flips. Call
-    ``loader.set_epoch(e)`` before each epoch.
+    initialised. ``crop_scale``: RandomResizedCrop's range of crop area; ``hflip``: random
+    horizontal flips. Call ``loader.set_epoch(e)`` before each epoch.
     """
-    low, high, _ = _resolution_grid(resolution)
-    dataset = _dataset(prepared_dir, "train", True, high, root, packed, crop_scale=crop_scale,
-                       hflip=hflip)
+    resolution = _resolution(resolution)
+    dataset = _dataset(prepared_dir, "train", True, resolution, root, packed,
+                       crop_scale=crop_scale, hflip=hflip)
     rank, world_size = _distributed(rank, world_size)
-    sampler = ElasticBatchSampler(
+    sampler = DeterministicBatchSampler(
         len(dataset),
         batch_size,
-        resolution,
         seed=seed,
         epoch=epoch,
         shuffle=True,
@@ -436,7 +413,7 @@ def build_eval_loader(
     limit: int | None = None,
     seed: int = 0,
     packed: bool | str | Path | None = None,
-) -> ElasticDataLoader:
+) -> EpochDataLoader:
     """Deterministic (images, labels) batches of ``split`` with the eval transform, in manifest
     order; ``limit`` keeps a random subset of that many images, chosen by ``seed``."""
     subset = None
@@ -446,8 +423,8 @@ def build_eval_loader(
             raise DwnasError(f"limit must be >= 1 (got {limit})")
         if limit < total:
             subset = np.sort(np.random.default_rng(seed).choice(total, size=limit, replace=False))
-    dataset = _dataset(prepared_dir, split, False, int(resolution), root, packed, subset)
-    sampler = ElasticBatchSampler(
-        len(dataset), batch_size, int(resolution), seed=seed, shuffle=False, drop_last=False
+    dataset = _dataset(prepared_dir, split, False, _resolution(resolution), root, packed, subset)
+    sampler = DeterministicBatchSampler(
+        len(dataset), batch_size, seed=seed, shuffle=False, drop_last=False
     )
     return _loader(dataset, sampler, workers, seed)
