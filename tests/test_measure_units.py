@@ -13,7 +13,14 @@ from dwnas.measure.jetson import discover_rails, sensor_update_interval_ms
 from dwnas.measure.meters import SensorError
 from dwnas.measure.rapl import RaplMeter, energy_delta_uj
 from dwnas.measure.settings import MeasureSettings
-from dwnas.measure.stats import integrate_power, latency_stats, percentile, summarise_power
+from dwnas.measure.stats import (
+    energy_result,
+    integrate_power,
+    latency_stats,
+    percentile,
+    summarise_power,
+    unmeasured_energy,
+)
 from dwnas.measure.sysinfo import clocks, jetson_description, parse_nvpmodel_query
 from dwnas.measure.tegrastats import parse_tegrastats_line
 from dwnas.measure.tensorrt import parse_trtexec_output
@@ -63,6 +70,51 @@ def test_total_is_input_rail_else_sum_else_configured():
     assert chosen["total_rail"] == "CPU" and chosen["energy_mj"] == 600.0
     with pytest.raises(KeyError, match="VDD_IN"):
         summarise_power(samples, images=4, configured_total="VDD_IN")
+
+
+def test_energy_result_keys_in_measure_json_order():
+    counter = energy_result(12.0, images=4, duration_s=2.0, samples=2)
+    assert list(counter.items()) == [
+        ("energy_mj", 12.0),
+        ("per_image_mj", 3.0),
+        ("duration_s", 2.0),
+        ("mean_power_mw", 6.0),
+        ("rails_mean_mw", None),
+        ("total_rail", None),
+        ("samples", 2),
+    ]
+    rails = energy_result(
+        12.0,
+        images=4,
+        duration_s=2.0,
+        samples=5,
+        total_rail="VDD_IN",
+        rails_mean_mw={"VDD_IN": 6.0},
+        rails_energy_mj={"VDD_IN": 12.0},
+    )
+    assert list(rails) == [
+        "energy_mj",
+        "per_image_mj",
+        "duration_s",
+        "mean_power_mw",
+        "rails_mean_mw",
+        "rails_energy_mj",
+        "total_rail",
+        "samples",
+    ]
+    assert rails["rails_energy_mj"] == {"VDD_IN": 12.0} and rails["total_rail"] == "VDD_IN"
+
+
+def test_energy_result_of_an_empty_window_has_no_mean_power():
+    assert energy_result(0.0, images=1, duration_s=0.0, samples=2)["mean_power_mw"] is None
+
+
+def test_unmeasured_energy_is_null_with_its_reason():
+    assert list(unmeasured_energy("no sensor").items()) == [
+        ("energy_mj", None),
+        ("per_image_mj", None),
+        ("reason", "no sensor"),
+    ]
 
 
 def test_rapl_wraps_once():

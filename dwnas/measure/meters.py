@@ -12,7 +12,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 
-from dwnas.measure.stats import PowerSample, summarise_power
+from dwnas.measure.stats import PowerSample, energy_result, summarise_power
 
 
 class SensorError(Exception):
@@ -58,15 +58,7 @@ class CounterMeter(EnergyMeter):
         start_ns, start_mj = self._start
         energy = end_mj - start_mj
         duration_s = (end_ns - start_ns) / 1e9
-        return {
-            "energy_mj": energy,
-            "per_image_mj": energy / images,
-            "duration_s": duration_s,
-            "mean_power_mw": energy / duration_s if duration_s > 0 else None,
-            "rails_mean_mw": None,
-            "total_rail": None,
-            "samples": 2,
-        }
+        return energy_result(energy, images, duration_s, samples=2)
 
 
 class SampledPowerMeter(EnergyMeter):

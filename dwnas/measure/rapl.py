@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from dwnas.measure.meters import EnergyMeter, SensorError
+from dwnas.measure.stats import energy_result
 
 _PACKAGE_DIR = re.compile(r"^intel-rapl:\d+$")
 
@@ -87,17 +88,16 @@ class RaplMeter(EnergyMeter):
         }
         energy = sum(per_domain.values())
         duration_s = (end_ns - start_ns) / 1e9
-        return {
-            "energy_mj": energy,
-            "per_image_mj": energy / images,
-            "duration_s": duration_s,
-            "mean_power_mw": energy / duration_s if duration_s > 0 else None,
-            "rails_mean_mw": {k: v / duration_s for k, v in per_domain.items()}
+        return energy_result(
+            energy,
+            images,
+            duration_s,
+            samples=2,
+            total_rail="sum_of_packages",
+            rails_mean_mw={k: v / duration_s for k, v in per_domain.items()}
             if duration_s > 0
             else None,
-            "total_rail": "sum_of_packages",
-            "samples": 2,
-        }
+        )
 
     def describe(self) -> dict:
         return {"source": self.source, "domains": [d.name for d in self.domains]}
