@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from dwnas.errors import DwnasError
+from dwnas.measure import meters
 from dwnas.measure.jetson import discover_rails, sensor_update_interval_ms
-from dwnas.measure.meters import SensorError
+from dwnas.measure.meters import CounterMeter, SensorError
 from dwnas.measure.rapl import RaplMeter, energy_delta_uj
 from dwnas.measure.settings import MeasureSettings
 from dwnas.measure.stats import (
@@ -145,6 +146,41 @@ def test_rapl_meter_reads_package_domains_only_with_wrap(tmp_path):
     result = meter.stop(images=5)
     assert result["energy_mj"] == 5.0
     assert result["per_image_mj"] == 1.0
+
+
+def _clock(monkeypatch, step_ns: int) -> None:
+    ticks = iter(range(0, 10 * step_ns, step_ns))
+    monkeypatch.setattr(meters.time, "perf_counter_ns", lambda: next(ticks))
+
+
+def test_counter_meter_energy_is_the_counter_difference(monkeypatch):
+    _clock(monkeypatch, 500_000_000)
+    readings = iter([1000.0, 1003.0])
+    meter = CounterMeter(lambda: next(readings), "nvml")
+    meter.start()
+    result = meter.stop(images=3)
+    assert result == {
+        "energy_mj": 3.0,
+        "per_image_mj": 1.0,
+        "duration_s": 0.5,
+        "mean_power_mw": 6.0,
+        "rails_mean_mw": None,
+        "total_rail": None,
+        "samples": 2,
+    }
+
+
+def test_rapl_meter_is_a_counter_meter_over_its_packages(tmp_path, monkeypatch):
+    counter = _rapl_tree(tmp_path, energy=1_000)
+    meter = RaplMeter(tmp_path)
+    assert isinstance(meter, CounterMeter) and meter.source == "rapl"
+    _clock(monkeypatch, 2_000_000_000)
+    meter.start()
+    counter.write_text("9000\n")
+    result = meter.stop(images=2)
+    assert result["energy_mj"] == 8.0 and result["mean_power_mw"] == 4.0
+    assert result["rails_mean_mw"] == {"intel-rapl:0": 4.0}
+    assert result["total_rail"] == "sum_of_packages"
 
 
 def test_rapl_absent_gives_reason(tmp_path):
