@@ -9,11 +9,19 @@ import numpy as np
 import pytest
 
 from dwnas.errors import DwnasError
+from dwnas.measure import meters
 from dwnas.measure.jetson import discover_rails, sensor_update_interval_ms
-from dwnas.measure.meters import SensorError
+from dwnas.measure.meters import CounterMeter, SensorError
 from dwnas.measure.rapl import RaplMeter, energy_delta_uj
 from dwnas.measure.settings import MeasureSettings
-from dwnas.measure.stats import integrate_power, latency_stats, percentile, summarise_power
+from dwnas.measure.stats import (
+    energy_result,
+    integrate_power,
+    latency_stats,
+    percentile,
+    summarise_power,
+    unmeasured_energy,
+)
 from dwnas.measure.sysinfo import clocks, jetson_description, parse_nvpmodel_query
 from dwnas.measure.tegrastats import parse_tegrastats_line
 from dwnas.measure.tensorrt import parse_trtexec_output
@@ -65,6 +73,51 @@ def test_total_is_input_rail_else_sum_else_configured():
         summarise_power(samples, images=4, configured_total="VDD_IN")
 
 
+def test_energy_result_keys_in_measure_json_order():
+    counter = energy_result(12.0, images=4, duration_s=2.0, samples=2)
+    assert list(counter.items()) == [
+        ("energy_mj", 12.0),
+        ("per_image_mj", 3.0),
+        ("duration_s", 2.0),
+        ("mean_power_mw", 6.0),
+        ("rails_mean_mw", None),
+        ("total_rail", None),
+        ("samples", 2),
+    ]
+    rails = energy_result(
+        12.0,
+        images=4,
+        duration_s=2.0,
+        samples=5,
+        total_rail="VDD_IN",
+        rails_mean_mw={"VDD_IN": 6.0},
+        rails_energy_mj={"VDD_IN": 12.0},
+    )
+    assert list(rails) == [
+        "energy_mj",
+        "per_image_mj",
+        "duration_s",
+        "mean_power_mw",
+        "rails_mean_mw",
+        "rails_energy_mj",
+        "total_rail",
+        "samples",
+    ]
+    assert rails["rails_energy_mj"] == {"VDD_IN": 12.0} and rails["total_rail"] == "VDD_IN"
+
+
+def test_energy_result_of_an_empty_window_has_no_mean_power():
+    assert energy_result(0.0, images=1, duration_s=0.0, samples=2)["mean_power_mw"] is None
+
+
+def test_unmeasured_energy_is_null_with_its_reason():
+    assert list(unmeasured_energy("no sensor").items()) == [
+        ("energy_mj", None),
+        ("per_image_mj", None),
+        ("reason", "no sensor"),
+    ]
+
+
 def test_rapl_wraps_once():
     assert energy_delta_uj(100, 250, 1000) == 150
     assert energy_delta_uj(900, 50, 1000) == 150
@@ -93,6 +146,41 @@ def test_rapl_meter_reads_package_domains_only_with_wrap(tmp_path):
     result = meter.stop(images=5)
     assert result["energy_mj"] == 5.0
     assert result["per_image_mj"] == 1.0
+
+
+def _clock(monkeypatch, step_ns: int) -> None:
+    ticks = iter(range(0, 10 * step_ns, step_ns))
+    monkeypatch.setattr(meters.time, "perf_counter_ns", lambda: next(ticks))
+
+
+def test_counter_meter_energy_is_the_counter_difference(monkeypatch):
+    _clock(monkeypatch, 500_000_000)
+    readings = iter([1000.0, 1003.0])
+    meter = CounterMeter(lambda: next(readings), "nvml")
+    meter.start()
+    result = meter.stop(images=3)
+    assert result == {
+        "energy_mj": 3.0,
+        "per_image_mj": 1.0,
+        "duration_s": 0.5,
+        "mean_power_mw": 6.0,
+        "rails_mean_mw": None,
+        "total_rail": None,
+        "samples": 2,
+    }
+
+
+def test_rapl_meter_is_a_counter_meter_over_its_packages(tmp_path, monkeypatch):
+    counter = _rapl_tree(tmp_path, energy=1_000)
+    meter = RaplMeter(tmp_path)
+    assert isinstance(meter, CounterMeter) and meter.source == "rapl"
+    _clock(monkeypatch, 2_000_000_000)
+    meter.start()
+    counter.write_text("9000\n")
+    result = meter.stop(images=2)
+    assert result["energy_mj"] == 8.0 and result["mean_power_mw"] == 4.0
+    assert result["rails_mean_mw"] == {"intel-rapl:0": 4.0}
+    assert result["total_rail"] == "sum_of_packages"
 
 
 def test_rapl_absent_gives_reason(tmp_path):

@@ -19,7 +19,7 @@ from dwnas.errors import DwnasError
 from dwnas.measure.meters import EnergyMeter, SensorError
 from dwnas.measure.models import Runner, _first_line, load_model, module_runner
 from dwnas.measure.settings import MeasureSettings
-from dwnas.measure.stats import latency_stats
+from dwnas.measure.stats import latency_stats, unmeasured_energy
 
 SCHEMA_VERSION = 1
 
@@ -60,10 +60,6 @@ def timed_loop(
     return durations, last - start
 
 
-def _unmeasured(reason: str | None) -> dict:
-    return {"energy_mj": None, "per_image_mj": None, "reason": reason}
-
-
 def metered_loop(
     meter: EnergyMeter | None,
     meter_reason: str | None,
@@ -84,11 +80,11 @@ def metered_loop(
             reason = str(exc)
     durations, wall_ns = loop()
     if not started:
-        return durations, wall_ns, _unmeasured(reason)
+        return durations, wall_ns, unmeasured_energy(reason)
     try:
         energy = meter.stop(len(durations) * batch)
     except SensorError as exc:
-        return durations, wall_ns, _unmeasured(str(exc))
+        return durations, wall_ns, unmeasured_energy(str(exc))
     energy["reason"] = None
     return durations, wall_ns, energy
 
@@ -261,14 +257,14 @@ class Backend(ABC):
             return result, None, energy
         if runner.fixed_batch is not None and runner.fixed_batch != batch:
             reason = f"model has a fixed batch size of {runner.fixed_batch}"
-            return None, reason, _unmeasured(reason)
+            return None, reason, unmeasured_energy(reason)
         inputs = runner.make_input((batch, *shape[1:]), settings.seed)
         try:
             runner(inputs)
             self.synchronize()
         except Exception as exc:  # a model traced at batch 1 may refuse other batches
             reason = f"model failed at batch {batch} ({_first_line(exc)})"
-            return None, reason, _unmeasured(reason)
+            return None, reason, unmeasured_energy(reason)
         durations, wall_ns, energy = self._warm_and_time(
             runner, inputs, batch, settings, meter, meter_reason
         )

@@ -11,8 +11,9 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from typing import Any
 
-from dwnas.measure.stats import PowerSample, summarise_power
+from dwnas.measure.stats import PowerSample, energy_result, summarise_power
 
 
 class SensorError(Exception):
@@ -40,33 +41,46 @@ class EnergyMeter(ABC):
 
 
 class CounterMeter(EnergyMeter):
-    """A meter over a monotonically increasing energy counter read in mJ (wrap handled by ``read_mj``)."""
+    """A meter over a cumulative energy counter, read just before and just after the window.
 
-    def __init__(self, read_mj: Callable[[], float], source: str):
-        self._read_mj = read_mj
+    By default ``read`` returns one counter in mJ that does not wrap (NVML). A meter over several
+    counters, or over counters that wrap (RAPL), passes its own reading and overrides
+    :meth:`window_mj`, so that the window's timing and result are built here only.
+    """
+
+    total_rail: str | None = None
+
+    def __init__(self, read: Callable[[], Any], source: str):
+        self._read = read
         self.source = source
-        self._start: tuple[int, float] | None = None
+        self._start: tuple[int, Any] | None = None
+
+    def window_mj(self, start: Any, end: Any) -> tuple[float, dict[str, float] | None]:
+        """Energy between two readings in mJ, and each part's share when the counter has parts."""
+        return end - start, None
 
     def start(self) -> None:
-        self._start = (time.perf_counter_ns(), self._read_mj())
+        self._start = (time.perf_counter_ns(), self._read())
 
     def stop(self, images: int) -> dict:
         if self._start is None:
             raise RuntimeError("meter stopped before it was started")
-        end_mj = self._read_mj()
+        end = self._read()
         end_ns = time.perf_counter_ns()
-        start_ns, start_mj = self._start
-        energy = end_mj - start_mj
+        start_ns, start = self._start
+        energy, parts = self.window_mj(start, end)
         duration_s = (end_ns - start_ns) / 1e9
-        return {
-            "energy_mj": energy,
-            "per_image_mj": energy / images,
-            "duration_s": duration_s,
-            "mean_power_mw": energy / duration_s if duration_s > 0 else None,
-            "rails_mean_mw": None,
-            "total_rail": None,
-            "samples": 2,
-        }
+        parts_mean_mw = None
+        if parts is not None and duration_s > 0:
+            parts_mean_mw = {name: mj / duration_s for name, mj in parts.items()}
+        return energy_result(
+            energy,
+            images,
+            duration_s,
+            samples=2,
+            total_rail=self.total_rail,
+            rails_mean_mw=parts_mean_mw,
+        )
 
 
 class SampledPowerMeter(EnergyMeter):

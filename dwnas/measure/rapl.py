@@ -11,10 +11,9 @@ package, other processes included.
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
-from dwnas.measure.meters import EnergyMeter, SensorError
+from dwnas.measure.meters import CounterMeter, SensorError
 
 _PACKAGE_DIR = re.compile(r"^intel-rapl:\d+$")
 
@@ -58,46 +57,29 @@ def energy_delta_uj(start: int, end: int, max_range: int) -> int:
     return end - start if end >= start else end + max_range - start
 
 
-class RaplMeter(EnergyMeter):
+class RaplMeter(CounterMeter):
     """Energy of the CPU packages over a window, from energy_uj counter deltas."""
 
-    source = "rapl"
+    total_rail = "sum_of_packages"
 
     def __init__(self, root: str | Path = "/"):
         self.domains = package_domains(root)
         self.max_range = {d: _read_int(d / "max_energy_range_uj") for d in self.domains}
-        self._read()  # fail now (permission) rather than after the timed loop
-        self._start: tuple[int, dict[Path, int]] | None = None
+        self._read_uj()  # fail now (permission) rather than after the timed loop
+        super().__init__(self._read_uj, "rapl")
 
-    def _read(self) -> dict[Path, int]:
+    def _read_uj(self) -> dict[Path, int]:
         return {d: _read_int(d / "energy_uj") for d in self.domains}
 
-    def start(self) -> None:
-        self._start = (time.perf_counter_ns(), self._read())
-
-    def stop(self, images: int) -> dict:
-        if self._start is None:
-            raise RuntimeError("meter stopped before it was started")
-        end = self._read()
-        end_ns = time.perf_counter_ns()
-        start_ns, start = self._start
+    def window_mj(
+        self, start: dict[Path, int], end: dict[Path, int]
+    ) -> tuple[float, dict[str, float]]:
+        """Summed package energy and each package's, wraps corrected in integer uJ."""
         per_domain = {
             d.name: energy_delta_uj(start[d], end[d], self.max_range[d]) / 1000.0
             for d in self.domains
         }
-        energy = sum(per_domain.values())
-        duration_s = (end_ns - start_ns) / 1e9
-        return {
-            "energy_mj": energy,
-            "per_image_mj": energy / images,
-            "duration_s": duration_s,
-            "mean_power_mw": energy / duration_s if duration_s > 0 else None,
-            "rails_mean_mw": {k: v / duration_s for k, v in per_domain.items()}
-            if duration_s > 0
-            else None,
-            "total_rail": "sum_of_packages",
-            "samples": 2,
-        }
+        return sum(per_domain.values()), per_domain
 
     def describe(self) -> dict:
         return {"source": self.source, "domains": [d.name for d in self.domains]}

@@ -1,4 +1,5 @@
-"""Pure arithmetic of a measurement: latency statistics and energy from power samples.
+"""Pure arithmetic of a measurement: latency statistics, energy from power samples, and the
+energy entry every meter returns.
 
 Separate from the sensors so that it can be checked exactly on synthetic numbers.
 """
@@ -91,13 +92,45 @@ def summarise_power(
     total = total_rail_name(list(energy), configured_total)
     total_mj = energy[total] if total else sum(energy.values())
     rails_mean = {r: (e / duration_s if duration_s > 0 else None) for r, e in energy.items()}
-    return {
-        "energy_mj": total_mj,
-        "per_image_mj": total_mj / images,
+    return energy_result(
+        total_mj,
+        images,
+        duration_s,
+        samples=len(samples),
+        total_rail=total or "sum_of_rails",
+        rails_mean_mw=rails_mean,
+        rails_energy_mj=energy,
+    )
+
+
+def energy_result(
+    energy_mj: float,
+    images: int,
+    duration_s: float,
+    samples: int,
+    total_rail: str | None = None,
+    rails_mean_mw: Mapping[str, float | None] | None = None,
+    rails_energy_mj: Mapping[str, float] | None = None,
+) -> dict:
+    """The energy entry of one measured window, built in one place so that every meter writes
+    the same keys in the same order into measure.json.
+
+    ``rails_energy_mj`` is a key only of meters that integrate rails, so it is left out when None.
+    """
+    result = {
+        "energy_mj": energy_mj,
+        "per_image_mj": energy_mj / images,
         "duration_s": duration_s,
-        "mean_power_mw": total_mj / duration_s if duration_s > 0 else None,
-        "rails_mean_mw": rails_mean,
-        "rails_energy_mj": energy,
-        "total_rail": total or "sum_of_rails",
-        "samples": len(samples),
+        "mean_power_mw": energy_mj / duration_s if duration_s > 0 else None,
+        "rails_mean_mw": rails_mean_mw,
     }
+    if rails_energy_mj is not None:
+        result["rails_energy_mj"] = rails_energy_mj
+    result["total_rail"] = total_rail
+    result["samples"] = samples
+    return result
+
+
+def unmeasured_energy(reason: str | None) -> dict:
+    """The energy entry of a window no sensor measured: null energy and why."""
+    return {"energy_mj": None, "per_image_mj": None, "reason": reason}
