@@ -50,19 +50,18 @@ def _depthshrinker(args: argparse.Namespace) -> int:
 
 
 def _hurricane_supernet(args: argparse.Namespace) -> int:
-    from dwnas.baselines import hurricane
+    from dwnas.baselines.hurricane.stages import run_supernet
 
-    hurricane.run_supernet(_setup(args), space=args.space, settings=args.settings,
-                           device=args.device, measure_settings=args.measure_settings)
+    run_supernet(_setup(args), space=args.space, settings=args.settings, device=args.device,
+                 measure_settings=args.measure_settings)
     return 0
 
 
 def _hurricane_search(args: argparse.Namespace) -> int:
-    from dwnas.baselines import hurricane
+    from dwnas.baselines.hurricane.stages import run_search
 
-    hurricane.run_search(_setup(args), supernet_file=args.supernet, lut=args.lut,
-                         budgets=args.budgets, budget=args.budget, settings=args.settings,
-                         search_settings=args.search_settings)
+    run_search(_setup(args), supernet_file=args.supernet, lut=args.lut, budgets=args.budgets,
+               budget=args.budget, settings=args.settings, search_settings=args.search_settings)
     return 0
 
 
