@@ -153,7 +153,12 @@ COMMANDS = {
 # Shared machinery that computes no result: left out of every stage's code.
 MACHINERY = {
     "cli.py",
-    "track.py",
+    "track/__init__.py",
+    "track/store.py",
+    "track/liveness.py",
+    "track/describe.py",
+    "track/runs.py",
+    "track/parent.py",
     "errors.py",
     "progress.py",
     "procs.py",
