@@ -160,6 +160,7 @@ MACHINERY = {
     "track/runs.py",
     "track/parent.py",
     "errors.py",
+    "lazy.py",
     "progress.py",
     "procs.py",
     "config.py",

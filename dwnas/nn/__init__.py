@@ -4,7 +4,7 @@ The public API is documented in docs/space.md. Names are imported lazily, so tha
 ``dwnas.nn.commands`` (for ``dwnas --help``) does not import torch.
 """
 
-import importlib
+from dwnas.lazy import lazy_attributes
 
 _EXPORTS = {
     "ConvBNReLU6": "dwnas.nn.static",
@@ -21,8 +21,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'dwnas.nn' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

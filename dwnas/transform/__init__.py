@@ -3,7 +3,7 @@
 See docs/transform.md. Names are imported lazily so that ``dwnas --help`` does not import torch.
 """
 
-import importlib
+from dwnas.lazy import lazy_attributes
 
 _EXPORTS = {
     "transform": "dwnas.transform.network",
@@ -28,8 +28,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'dwnas.transform' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

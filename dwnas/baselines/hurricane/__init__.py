@@ -27,7 +27,7 @@ pre-selection), ``supernet`` (the SPOS supernet), ``search`` (per-layer paths, t
 package does not import torch.
 """
 
-import importlib
+from dwnas.lazy import lazy_attributes
 
 _EXPORTS = {
     "KINDS": "dwnas.baselines.hurricane.ops",
@@ -60,8 +60,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'dwnas.baselines.hurricane' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _EXPORTS)
