@@ -5,6 +5,8 @@ did. The schema lives in ``dwnas/schemas/params.schema.yaml`` (``workflow/schema
 
 :func:`check_all` is the one check both the pipeline (the Snakefile) and ``dwnas params check``
 run: the schema, the cross-field checks a schema cannot express, and the input paths.
+:func:`validate_section` holds one section that a ``dwnas`` sub-command takes as JSON or flags to
+the same schema (and words), so there is one set of rules, not one per command.
 """
 
 from __future__ import annotations
@@ -32,15 +34,24 @@ RESOLUTION_MAX = 1024
 
 
 class ParamsError(DwnasError):
-    """Invalid params: ``problems`` holds one ``key.path: problem`` string per real problem."""
+    """Invalid params: ``problems`` holds one ``key.path: problem`` string per real problem.
 
-    def __init__(self, source: str, problems: Iterable[str]):
+    ``source`` names the file; None for a section that came another way (command-line JSON or
+    flags), whose key paths alone say where each problem is.
+    """
+
+    def __init__(self, source: str | None, problems: Iterable[str]):
         self.source = source
         self.problems = list(problems)
-        super().__init__(f"{source} is invalid:\n  " + "\n  ".join(self.problems))
+        if source is None:
+            super().__init__("\n".join(self.problems))
+        else:
+            super().__init__(f"{source} is invalid:\n  " + "\n  ".join(self.problems))
 
     def error_lines(self) -> list[str]:
         """One self-contained line per problem (the CLI prints each as ``error: ...``)."""
+        if self.source is None:
+            return list(self.problems)
         return [f"{self.source}: {problem}" for problem in self.problems]
 
 
@@ -144,18 +155,65 @@ def _non_finite(node: Any, path: tuple = ()) -> list[Problem]:
     return []
 
 
-def _schema_problems(params: dict) -> list[str]:
+def _definition(schema: dict, definition: str) -> dict:
+    """The schema node of ``definition``: ``$defs/NAME``, or a params key path (``data.mnist``)."""
+    if definition.startswith("$defs/"):
+        return schema["$defs"][definition.removeprefix("$defs/")]
+    node = schema
+    for key in definition.split(".") if definition else ():
+        node = _resolve(node, schema)["properties"][key]
+    return node
+
+
+def _schema_problems(instance: Any, definition: str = "", prefix: tuple = (),
+                     only_given: bool = False) -> list[Problem]:
+    """Every schema problem of ``instance`` against ``definition`` (the whole file by default),
+    each once, at its key path below ``prefix``, sorted; ``only_given``: check only the keys
+    ``instance`` has (the fields of a settings object), not the ones it lacks."""
     from jsonschema import Draft202012Validator
 
     schema = load_schema()
-    validator = Draft202012Validator(schema)
+    node = _definition(schema, definition)
+    if only_given and isinstance(instance, dict):
+        declared = _resolve(node, schema).get("properties", {})
+        node = {"properties": {k: declared[k] for k in instance if k in declared}}
+    validator = Draft202012Validator(schema).evolve(schema=node)  # $refs resolve in the root
     found: dict[tuple, str] = {}
-    candidates = _non_finite(params) + [
-        problem for error in validator.iter_errors(params) for problem in _describe(error, schema)
+    candidates = _non_finite(instance) + [
+        problem for error in validator.iter_errors(instance) for problem in _describe(error, schema)
     ]
     for path, problem in candidates:  # the first problem named at a key path is the real one
-        found.setdefault(path, problem)
-    return [f"{_key_path(path)}: {found[path]}" for path in sorted(found, key=_sort_key)]
+        found.setdefault((*prefix, *path), problem)
+    return [(path, found[path]) for path in sorted(found, key=_sort_key)]
+
+
+def _as_flag(path: tuple) -> tuple:
+    """A section key as the command-line flag that sets it (``val_per_class`` -> ``--val-per-class``)."""
+    return (f"--{str(path[0]).replace('_', '-')}", *path[1:]) if path else path
+
+
+def section_problems(section: Any, definition: str, where: str = "", *, only_given: bool = False,
+                     flags: bool = False) -> list[str]:
+    """The schema's problems of one section as ``key.path: problem``, the key path below ``where``.
+
+    The ``dwnas`` sub-commands take sections as JSON or flags, not as a params file: this holds
+    them to the very rules (and wording) of ``dwnas params check``. ``definition``: ``$defs/NAME``
+    or the section's params key path; ``flags``: name top-level keys as command-line flags.
+    """
+    prefix = tuple(where.split(".")) if where else ()
+    problems = _schema_problems(section, definition, prefix, only_given)
+    if flags:
+        problems = [(_as_flag(path), problem) for path, problem in problems]
+    return [f"{_key_path(path)}: {problem}" for path, problem in problems]
+
+
+def validate_section(section: Any, definition: str, where: str = "", *, only_given: bool = False,
+                     flags: bool = False) -> Any:
+    """Raise ParamsError naming every problem of ``section`` (see :func:`section_problems`)."""
+    problems = section_problems(section, definition, where, only_given=only_given, flags=flags)
+    if problems:
+        raise ParamsError(None, problems)
+    return section
 
 
 # --- checks a schema cannot express; each returns a list of "key.path: problem" strings ------
@@ -163,14 +221,27 @@ def _schema_problems(params: dict) -> list[str]:
 CrossCheck = Callable[[dict], list[str]]
 
 
+def range_problems(key: str, lo: Any, hi: Any) -> list[str]:
+    """A [min, max] pair whose min is above its max (a rule JSON schema cannot state)."""
+    if isinstance(lo, int | float) and isinstance(hi, int | float) and lo > hi:
+        return [f"{key}: min ({lo}) is above max ({hi})"]
+    return []
+
+
+def recipe_problems(recipe: dict, where: str) -> list[str]:
+    """A training recipe's rules beyond the schema's ``$defs/recipe``: crop_scale min <= max."""
+    scale = recipe.get("crop_scale")
+    if isinstance(scale, list | tuple) and len(scale) == 2:
+        return range_problems(f"{where}.crop_scale", *scale)
+    return []
+
+
 def _check_ranges(params: dict) -> list[str]:
     problems = []
 
     def walk(node: Any, path: list) -> None:
         if isinstance(node, dict):
-            lo, hi = node.get("min"), node.get("max")
-            if isinstance(lo, int | float) and isinstance(hi, int | float) and lo > hi:
-                problems.append(f"{_key_path(path)}: min ({lo}) is above max ({hi})")
+            problems.extend(range_problems(_key_path(path), node.get("min"), node.get("max")))
             for key, value in node.items():
                 walk(value, [*path, key])
         elif isinstance(node, list):
@@ -253,9 +324,25 @@ def _check_data_source(params: dict) -> list[str]:
     return []
 
 
+RECIPES = ("train.supernet", "train.elastic", "baselines.mobilenetv2.recipe",
+           "baselines.depthshrinker.recipe", "baselines.hurricane.recipe", "baselines.odn.recipe")
+
+
+def _check_recipes(params: dict) -> list[str]:
+    """Every recipe of the file, by the rules ``dwnas train`` and the baselines apply to it."""
+    problems = []
+    for where in RECIPES:
+        section: Any = params
+        for key in where.split("."):
+            section = section[key]
+        problems.extend(recipe_problems(section, where))
+    return problems
+
+
 CROSS_CHECKS: list[CrossCheck] = [
     _check_data_source,
     _check_ranges,
+    _check_recipes,
     _check_training_resolutions,
     _check_profile_grid,
     _check_profile_runtime,
@@ -267,7 +354,7 @@ def params_problems(params: Any) -> list[str]:
     """Every problem of a params mapping as ``key.path: problem`` (empty if it is valid)."""
     if not isinstance(params, dict):
         return [f"<root>: must be a YAML mapping of sections, got {type(params).__name__}"]
-    problems = _schema_problems(params)
+    problems = [f"{_key_path(path)}: {problem}" for path, problem in _schema_problems(params)]
     if not problems:  # the cross checks assume the schema's shape
         for check in CROSS_CHECKS:
             problems.extend(check(params))

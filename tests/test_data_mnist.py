@@ -121,10 +121,10 @@ def test_same_seed_same_bytes_another_seed_another_split(tmp_path, tree28):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--val-per-class", "500"], "error: --val-per-class must be between 1 and 499"),
-        (["--val-per-class", "0"], "error: --val-per-class must be between 1 and 499"),
-        (["--image-size", "8"], "error: --image-size must be between 16 and 1024 (got 8)"),
-        (["--seed", "-1"], "error: --seed must be >= 0 (got -1)"),
+        (["--val-per-class", "500"], "error: --val-per-class: must be <= 499 (got 500)"),
+        (["--val-per-class", "0"], "error: --val-per-class: must be >= 1 (got 0)"),
+        (["--image-size", "8"], "error: --image-size: must be >= 16 (got 8)"),
+        (["--seed", "-1"], "error: --seed: must be >= 0 (got -1)"),
     ],
 )
 def test_bad_values_are_one_error_line_and_exit_2(tmp_path, capsys, args, message):

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from dwnas.cli import main
-from dwnas.data.synth import SynthSpec, class_grid, generate_class
+from dwnas.config import load_schema
+from dwnas.data.synth import SHAPES, TEXTURES, SynthSpec, class_grid, generate_class
 
 
 def synth(out: Path, *, classes=4, train=6, val=3, size=32, seed=0, workers=1) -> int:
@@ -91,6 +92,11 @@ def test_colour_and_position_are_not_tied_to_the_class():
     assert np.abs(colour - colour.mean(0)).max() < 0.05
     mean_image = np.stack([x.mean(axis=0) for x in per_class])
     assert np.abs(mean_image - mean_image.mean(0)).mean() < 0.04
+
+
+def test_the_schema_allows_the_classes_the_grid_has():
+    classes = load_schema()["properties"]["data"]["properties"]["synth"]["properties"]["classes"]
+    assert classes["maximum"] == len(SHAPES) * len(TEXTURES) == len(class_grid(32))
 
 
 def test_class_grid_uses_shapes_and_textures():

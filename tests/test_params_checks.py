@@ -24,7 +24,9 @@ from dwnas.config import (
     check_all,
     load_params,
     resolution_arg,
+    section_problems,
     validate_params,
+    validate_section,
 )
 from dwnas.errors import DwnasError
 
@@ -117,6 +119,36 @@ def test_profile_grid_covers_the_space(tmp_path, capsys, smoke, grid, words):
     error = _one_error(tmp_path, bad, capsys)
     assert "profile.grid: must cover space.resolution [32, 40]" in error
     assert words in error
+
+
+@pytest.mark.parametrize("keys", [("train", "elastic"), ("baselines", "odn", "recipe")])
+def test_crop_scale_min_above_max(tmp_path, capsys, smoke, keys):
+    bad = copy.deepcopy(smoke)
+    section = bad
+    for key in keys:
+        section = section[key]
+    section["crop_scale"] = [0.6, 0.3]
+    where = ".".join(keys)
+    assert f"{where}.crop_scale: min (0.6) is above max (0.3)" in _one_error(tmp_path, bad, capsys)
+
+
+def test_a_section_from_the_command_line_gets_the_files_rules_and_words(tmp_path, capsys, smoke):
+    """``dwnas`` sub-commands take sections as JSON: every problem by key path, as in the file."""
+    bad = copy.deepcopy(smoke)
+    bad["search"].update(population=1, mutate_prob=2)
+    rc, errors = _check(tmp_path, bad, capsys)
+    assert rc == 2
+    in_file = [line.split(": ", 2)[2] for line in errors]  # error: <file>: <key path>: ...
+    assert in_file == ["search.mutate_prob: must be <= 1 (got 2)",
+                       "search.population: must be >= 2 (got 1)"]
+    assert section_problems(bad["search"], "search", "search") == in_file
+    with pytest.raises(ParamsError) as refused:
+        validate_section({"population": 1, "mutate_prob": 2}, "search", "search", only_given=True)
+    assert refused.value.error_lines() == in_file
+    assert section_problems([1], "$defs/recipe", "train.supernet") == [
+        "train.supernet: must be of type object (got [1])"]
+    assert section_problems({"seed": -1}, "data.mnist", flags=True, only_given=True) == [
+        "--seed: must be >= 0 (got -1)"]
 
 
 def test_grid_wider_than_the_space_is_fine(smoke):

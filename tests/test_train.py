@@ -88,11 +88,12 @@ def test_two_process_distributed_training(prepared, tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (dict(optimizer="adagrad"), "train.supernet.optimizer: unknown optimiser 'adagrad'"),
+        (dict(optimizer="adagrad"),
+         """train.supernet.optimizer: must be one of ['sgd', 'adamw'] (got "adagrad")"""),
         (dict(batch_size=0), "train.supernet.batch_size: must be >= 1"),
         (dict(lr=-1), "train.supernet.lr: must be > 0"),
-        (dict(crop_scale=[0.5, 0.2]), "train.supernet.crop_scale: must be [min, max]"),
-        (dict(hflip="no"), "train.supernet.hflip: must be true or false"),
+        (dict(crop_scale=[0.5, 0.2]), "train.supernet.crop_scale: min (0.5) is above max (0.2)"),
+        (dict(hflip="no"), "train.supernet.hflip: must be of type boolean"),
     ],
 )
 def test_bad_recipe_is_refused(prepared, tmp_path, capsys, overrides, message):

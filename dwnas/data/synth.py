@@ -20,11 +20,12 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from dwnas.config import validate_section
 from dwnas.errors import DwnasError
 
 SHAPES = ("disc", "triangle", "cross", "star", "ring", "square", "hexagon", "diamond")
@@ -68,11 +69,8 @@ class SynthSpec:
     seed: int = 0
 
     def validate(self) -> None:
-        class_grid(self.classes)
-        if self.train_per_class < 1 or self.val_per_class < 1:
-            raise DwnasError("--train-per-class and --val-per-class must be >= 1")
-        if self.image_size < 16:
-            raise DwnasError(f"--image-size must be >= 16 (got {self.image_size})")
+        """Hold the spec to the schema's ``data.synth`` rules, each problem named by its flag."""
+        validate_section(asdict(self), "data.synth", flags=True)
 
 
 # Shapes as signed distances in the shape's own frame (outer radius about 1; negative inside).

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
+from dwnas.config import validate_section
 from dwnas.errors import DwnasError
 from dwnas.progress import progress
 
@@ -31,17 +32,10 @@ class SearchSettings:
     max_tries: int = 2000
 
     def check(self) -> None:
-        problems = []
-        if self.population < 2:
-            problems.append(f"search.population: must be >= 2 (got {self.population})")
-        if self.generations < 0:
-            problems.append(f"search.generations: must be >= 0 (got {self.generations})")
-        if not 0 < self.parent_ratio <= 1:
-            problems.append(f"search.parent_ratio: must be in (0, 1] (got {self.parent_ratio})")
-        if not 0 <= self.mutation_ratio <= 1:
-            problems.append(f"search.mutation_ratio: must be in [0, 1] (got {self.mutation_ratio})")
-        if problems:
-            raise DwnasError("; ".join(problems))
+        """Hold the fields to the schema's ``search`` rules (they may come as command-line JSON);
+        ``seed`` is the params' top-level seed, checked there."""
+        fields = {k: v for k, v in asdict(self).items() if k != "seed"}
+        validate_section(fields, "search", "search", only_given=True)
 
 
 @dataclass(frozen=True)

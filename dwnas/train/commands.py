@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from dwnas.cli import add_eval_flags, json_arg, relaunch_under_torchrun
-from dwnas.config import RESOLUTION_MAX, RESOLUTION_MIN, resolution_arg
+from dwnas.config import RESOLUTION_MAX, RESOLUTION_MIN, range_problems, resolution_arg
 
 
 def _run_training(args: argparse.Namespace, stage: str, resolution: tuple[int, int]) -> int:
@@ -23,8 +23,8 @@ def _run_training(args: argparse.Namespace, stage: str, resolution: tuple[int, i
     from dwnas.train.engine import Trainer, TrainJob
     from dwnas.train.recipe import Recipe
 
-    if resolution[0] > resolution[1]:
-        raise DwnasError(f"resolution: min ({resolution[0]}) is above max ({resolution[1]})")
+    for problem in range_problems("resolution", *resolution):
+        raise DwnasError(problem)
     if resolution[0] < 16:
         raise DwnasError(f"resolution: min must be >= 16 (got {resolution[0]})")
     recipe = Recipe.from_params(args.recipe, where=f"train.{stage}")

@@ -8,9 +8,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
-from dwnas.errors import DwnasError
-
-OPTIMIZERS = ("sgd", "adamw")
+from dwnas.config import ParamsError, recipe_problems, section_problems
 
 
 @dataclass(frozen=True)
@@ -33,43 +31,17 @@ class Recipe:
     crop_scale: tuple[float, float]  # RandomResizedCrop's area range: (0.08, 1) on ImageNet
     hflip: bool = True  # random horizontal flips; off where a mirror image changes the class (digits)
 
-    OPTIONAL = ("hflip",)
-
     @classmethod
     def from_params(cls, section: dict, where: str = "train") -> Recipe:
-        known = {f.name for f in fields(cls)}
-        missing = sorted(known - set(section) - set(cls.OPTIONAL))
-        if missing:
-            raise DwnasError(f"{where}: missing keys {missing}")
-        values = {k: section[k] for k in known if k in section}
-        values["crop_scale"] = tuple(values["crop_scale"])
-        recipe = cls(**values)
-        recipe.check(where)
-        return recipe
-
-    def check(self, where: str = "train") -> None:
-        """Reject inconsistent settings with the offending key named (the CLI bypasses the schema)."""
-        problems = []
-        if self.epochs < 1:
-            problems.append(f"{where}.epochs: must be >= 1 (got {self.epochs})")
-        if self.batch_size < 1:
-            problems.append(f"{where}.batch_size: must be >= 1 (got {self.batch_size})")
-        if self.optimizer not in OPTIMIZERS:
-            problems.append(f"{where}.optimizer: unknown optimiser {self.optimizer!r}, use one of {OPTIMIZERS}")
-        if not self.lr > 0:
-            problems.append(f"{where}.lr: must be > 0 (got {self.lr})")
-        if self.subnets_per_step < 1:
-            problems.append(f"{where}.subnets_per_step: must be >= 1 (got {self.subnets_per_step})")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            problems.append(f"{where}.grad_clip: must be > 0 or null (got {self.grad_clip})")
-        scale = self.crop_scale
-        if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
-            problems.append(f"{where}.crop_scale: must be [min, max] with 0 < min <= max <= 1 "
-                            f"(got {list(self.crop_scale)})")
-        if not isinstance(self.hflip, bool):
-            problems.append(f"{where}.hflip: must be true or false (got {self.hflip!r})")
+        """The recipe of a params section, held to the schema's ``$defs/recipe`` and the recipe
+        rules of ``dwnas params check`` (the CLI hands sections over as JSON, past the file check);
+        raises ParamsError naming every problem by key path. Keys that are no field are ignored."""
+        problems = section_problems(section, "$defs/recipe", where) or recipe_problems(section, where)
         if problems:
-            raise DwnasError("; ".join(problems))
+            raise ParamsError(None, problems)
+        values = {f.name: section[f.name] for f in fields(cls) if f.name in section}
+        values["crop_scale"] = tuple(values["crop_scale"])
+        return cls(**values)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
