@@ -1,4 +1,8 @@
-"""``dwnas profile`` (device latency table + its fidelity) and ``dwnas search`` (evolutionary)."""
+"""``dwnas profile`` (device latency table + its fidelity) and ``dwnas search`` (evolutionary).
+
+Argparse shells: each converts its flags and calls its stage's ``run``
+(:mod:`dwnas.search.profile`, :mod:`dwnas.search.run`) and logs the stage's MLflow run.
+"""
 
 from __future__ import annotations
 
@@ -12,61 +16,18 @@ def _profile(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dwnas import track
-    from dwnas.errors import DwnasError
-    from dwnas.io import atomic_dir, write_json
-    from dwnas.measure.api import latency_timer
-    from dwnas.report.figures import plot_fidelity
-    from dwnas.search.latency import calibrate, canary_network, fidelity, profile_space
-    from dwnas.space import Space
-    from dwnas.transform.export import runtime_file
+    from dwnas.search.profile import run
 
-    space = Space.from_params(args.space)
-    grid = sorted(set(args.grid))
-    lo, hi = min(space.resolutions()), max(space.resolutions())
-    if grid[0] > lo or grid[-1] < hi:
-        raise DwnasError(f"--grid {grid} must cover the space's resolutions [{lo}, {hi}]")
-    measure = latency_timer(args.device, args.settings, args.statistic, args.runtime)
-    table = profile_space(space, args.device, measure, grid, args.num_classes, runtime=args.runtime)
-    table.settings.update(args.settings, statistic=args.statistic)
-    # whole networks are timed as the measure stage times them (rounds, round statistic)
-    network_timer = latency_timer(args.device, args.settings, args.round_statistic, args.runtime,
-                                  (args.rounds, args.round_iters))
-    table.settings.update(network_estimator={"rounds": args.rounds, "round_iters": args.round_iters,
-                                             "statistic": args.round_statistic})
-    if args.calibration_archs:
-        calibrate(table, space, network_timer, args.num_classes, args.calibration_archs, args.seed)
-    from dwnas.measure.backends import make_backend
-    from dwnas.measure.settings import MeasureSettings
-
-    table.device_description = make_backend(MeasureSettings(device=args.device)).describe()
-    if args.budgets is not None:  # the table the search will use: its budgets are checked now
-        from dwnas.search.budgets import check_feasible
-
-        check_feasible(table, space, args.budgets, args.modes)
-    with atomic_dir(args.out) as tmp:
-        canary_arch, canary = canary_network(space, args.num_classes, args.seed)
-        side = canary_arch.resolution
-        canary_file = runtime_file(canary, args.runtime, (3, side, side), tmp)
-        canary_file = canary_file.rename(tmp / f"canary{canary_file.suffix}")
-        table.settings["canary"] = {"file": canary_file.name, "resolution": side,
-                                    "latency_ms": network_timer(canary_file, (3, side, side)),
-                                    "arch": canary_arch.to_dict()}
-        table.save(tmp / "lut.json")
-        summary = {"device": args.device, "runtime": args.runtime,
-                   "entries": sum(len(v) for v in table.entries.values()),
-                   "grid": grid, "call_overhead_ms": table.settings["call_overhead_ms"],
-                   "calibration": table.settings.get("calibration"),
-                   "canary": table.settings["canary"]}
-        if args.fidelity_archs:
-            result = fidelity(table, space, network_timer, args.num_classes, args.fidelity_archs,
-                              args.seed)
-            write_json(tmp / "lut_fidelity.json", result)
-            plot_fidelity(result, tmp / "lut_fidelity.png")
-            summary["fidelity"] = result["summary"]
-        write_json(tmp / "summary.json", summary)
+    summary = run(space=args.space, grid=args.grid, num_classes=args.num_classes, out=args.out,
+                  device=args.device, runtime=args.runtime, settings=args.settings,
+                  statistic=args.statistic, calibration_archs=args.calibration_archs,
+                  fidelity_archs=args.fidelity_archs, rounds=args.rounds,
+                  round_iters=args.round_iters, round_statistic=args.round_statistic,
+                  seed=args.seed, budgets=args.budgets, modes=args.modes)
     out = Path(args.out)
     track.log_stage(f"profile_{args.device}_{args.runtime}",
-                    {"device": args.device, "runtime": args.runtime, "grid": grid, **args.settings},
+                    {"device": args.device, "runtime": args.runtime, "grid": summary["grid"],
+                     **args.settings},
                     summary, [out / "lut_fidelity.json", out / "lut_fidelity.png", out / "summary.json"])
     return 0
 

@@ -1,54 +1,29 @@
 """``dwnas train supernet | elastic | sweep``: the two training techniques and the resolution sweep.
 
 Recipe and space arrive as JSON (inline or ``@file``) so that a Snakemake rule hands over a whole
-params section through ``params:`` and re-runs when any key of it changes.
+params section through ``params:`` and re-runs when any key of it changes. These are argparse
+shells: the work is :mod:`dwnas.train.run` (``run``, ``sweep``); ``--nproc`` relaunches the command
+under torchrun here, before it.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 from dwnas.cli import add_eval_flags, json_arg, relaunch_under_torchrun
-from dwnas.config import RESOLUTION_MAX, RESOLUTION_MIN, range_problems, resolution_arg
+from dwnas.config import RESOLUTION_MAX, RESOLUTION_MIN, resolution_arg
 
 
 def _run_training(args: argparse.Namespace, stage: str, resolution: tuple[int, int]) -> int:
     relaunched = relaunch_under_torchrun(args)
     if relaunched is not None:
         return relaunched
-    from dwnas import track
-    from dwnas.errors import DwnasError
-    from dwnas.train.engine import Trainer, TrainJob
-    from dwnas.train.recipe import Recipe
+    from dwnas.train.run import run
 
-    for problem in range_problems("resolution", *resolution):
-        raise DwnasError(problem)
-    if resolution[0] < 16:
-        raise DwnasError(f"resolution: min must be >= 16 (got {resolution[0]})")
-    recipe = Recipe.from_params(args.recipe, where=f"train.{stage}")
-    if args.init is not None and not Path(args.init).is_file():
-        raise DwnasError(f"--init {args.init}: checkpoint not found")
-    job = TrainJob(
-        stage=stage, prepared=Path(args.prepared), out=Path(args.out), summary=Path(args.summary),
-        recipe=recipe, seed=args.seed, resolution=resolution, space=getattr(args, "space", None),
-        init=Path(args.init) if args.init else None, workers=args.workers,
-        calib_images=args.calib_images, val_images=args.val_images, eval_batch=args.eval_batch,
-        resume=not args.no_resume,
-    )
-    if os.environ.get("RANK", "0") != "0":
-        os.environ["DWNAS_TRACKING"] = "0"
-    run_params = {"recipe": args.recipe, "resolution": list(resolution), "seed": args.seed,
-                  "init": args.init, "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
-    with track.stage_run(f"train_{stage}", run_params) as run:
-        trainer = Trainer(job, on_epoch=lambda m, step: run.log_metrics(m, step=int(m["epoch"])))
-        try:
-            summary = trainer.run()
-        finally:
-            trainer.ctx.close()
-        run.log_metrics({"final": summary["final"]})
-        run.log_artifact(job.summary)
+    run(stage=stage, prepared=args.prepared, recipe=args.recipe, resolution=resolution,
+        out=args.out, summary=args.summary, space=getattr(args, "space", None), init=args.init,
+        seed=args.seed, workers=args.workers, calib_images=args.calib_images,
+        val_images=args.val_images, eval_batch=args.eval_batch, resume=not args.no_resume)
     return 0
 
 
@@ -61,33 +36,11 @@ def _elastic(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from dwnas import track
-    from dwnas.errors import DwnasError
-    from dwnas.io import write_json
-    from dwnas.nn.checkpoint import load_supernet
-    from dwnas.train.evaluate import ImageBank, evaluate_subnet
+    from dwnas.train.run import sweep
 
-    lo, hi, step = args.resolutions
-    if lo > hi or step < 1:
-        raise DwnasError(f"--resolutions {lo}:{hi}:{step}: need min <= max and step >= 1")
-    model, _ = load_supernet(args.checkpoint)
-    space = model.space
-    resolutions = list(range(lo, hi + 1, step))
-    calib = ImageBank.load(args.prepared, "train", hi, args.calib_images, args.seed)
-    val = ImageBank.load(args.prepared, "val", hi, args.val_images, args.seed)
-    rows = []
-    for name, arch in (("largest", space.largest()), ("smallest", space.smallest())):
-        for res in resolutions:
-            acc = evaluate_subnet(model, arch.with_resolution(res), res, calib, val, args.eval_batch)
-            rows.append({"label": args.label, "subnet": name, "resolution": res, **acc})
-    spread = {name: max(r["top1"] for r in rows if r["subnet"] == name)
-              - min(r["top1"] for r in rows if r["subnet"] == name)
-              for name in ("largest", "smallest")}
-    summary = {"label": args.label, "checkpoint": str(args.checkpoint), "rows": rows,
-               "top1_spread": spread}
-    write_json(args.out, summary)
-    track.log_stage(f"sweep_{args.label}", {"resolutions": resolutions, "label": args.label},
-                    {"top1_spread": spread}, [args.out])
+    sweep(checkpoint=args.checkpoint, prepared=args.prepared, resolutions=args.resolutions,
+          label=args.label, out=args.out, seed=args.seed, calib_images=args.calib_images,
+          val_images=args.val_images, eval_batch=args.eval_batch)
     return 0
 
 
