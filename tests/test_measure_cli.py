@@ -235,3 +235,18 @@ def test_latency_timer_returns_the_chosen_statistic():
     assert fastest > 0 and slow > 0
     with pytest.raises(DwnasError, match="latency statistic must be one of"):
         latency_timer("host", timing, "fastest")
+
+
+def test_the_library_functions_run_without_the_command_line(models, tmp_path):
+    """Issue 16: the stages are ``dwnas.measure.run.measure`` / ``compare``; the commands only
+    parse flags."""
+    from dwnas.measure.run import compare, measure
+
+    settings = MeasureSettings(iters=3, warmup=1, threads=1)
+    out = tmp_path / "measure.json"
+    result = measure(model=models["net.pt"], resolution=16, out=out, settings=settings)
+    assert result == json.loads(out.read_text())
+    with pytest.raises(DwnasError, match="--canary"):
+        compare(models={"deep": models["net.pt"]}, resolution=16, out=tmp_path / "c.json",
+                settings=settings, canary="lut.json", remote="localhost:1")
+    assert not (tmp_path / "c.json").exists()

@@ -443,7 +443,7 @@ def test_a_killed_pipelines_parent_run_ends_killed_at_the_next_start(tmp_path, t
 
 
 def test_report_training_curves_come_from_files_without_a_store(tmp_path, monkeypatch):
-    from dwnas.report.commands import _training_histories, training_summaries
+    from dwnas.report.run import _training_histories, training_summaries
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/none/mlflow.db")
     paths = {}
@@ -469,6 +469,16 @@ def test_report_training_curves_come_from_files_without_a_store(tmp_path, monkey
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     track.connect()
     assert _training_histories({}, "dwnas-nowhere") == {}
+
+
+def test_report_library_function_refuses_no_rows_and_writes_nothing(tmp_path):
+    """Issue 16: the stage is ``dwnas.report.run.run``; the command only parses flags."""
+    from dwnas.errors import DwnasError
+    from dwnas.report.run import run
+
+    with pytest.raises(DwnasError, match="nothing to report"):
+        run(measured=[], out=tmp_path / "report")
+    assert not (tmp_path / "report").exists()
 
 
 # -- the tests themselves never reach the user's store ------------------------------------------------

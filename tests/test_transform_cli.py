@@ -143,3 +143,15 @@ def test_the_exported_files_score_what_the_search_evaluated(tmp_path, checkpoint
     for name in FILES - {"transform.json"}:
         assert abs(top1[name] - searched["top1"]) <= 0.002, (name, top1)
     assert set(top1) == {"evaluated", *(FILES - {"transform.json"})}  # every file evaluated
+
+
+def test_the_library_function_runs_without_the_command_line(tmp_path, checkpoint, prepared):
+    """Issue 16: the stage is ``dwnas.transform.run.run``; the command only parses flags."""
+    from dwnas.transform.run import run
+
+    out = tmp_path / "out"
+    summary = run(checkpoint=checkpoint, arch=write_arch(tmp_path / "arch.json", MIXED),
+                  prepared=prepared, out=out, runtimes=["onnxruntime"], calib_images=24,
+                  eval_batch=16)
+    assert {p.name for p in out.iterdir()} == {"deep.onnx", "shallow.onnx", "transform.json"}
+    assert summary == json.loads((out / "transform.json").read_text())

@@ -1,6 +1,8 @@
 """``dwnas measure`` (latency and energy of one model file) and ``dwnas agent serve``.
 
-Top-level imports stay light; torch and the backends load inside the handlers.
+The work is :func:`dwnas.measure.run.measure` and :func:`dwnas.measure.run.compare`; these
+handlers only parse the flags. Top-level imports stay light; torch and the backends load inside
+the library functions.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-DEFAULT_REMOTE_TIMEOUT_S = 1200.0
+from dwnas.measure.run import DEFAULT_REMOTE_TIMEOUT_S
 
 
 def _settings_from_args(args: argparse.Namespace):
@@ -32,76 +34,13 @@ def _settings_from_args(args: argparse.Namespace):
     )
 
 
-def _check_resolution(value: int) -> None:
-    """Before any model is loaded: a resolution a network can run at (100000 px ran out of memory)."""
-    from dwnas.config import RESOLUTION_MAX
-    from dwnas.errors import DwnasError
-
-    if not 1 <= value <= RESOLUTION_MAX:
-        raise DwnasError(f"--resolution must be between 1 and {RESOLUTION_MAX} px, got {value}")
-
-
-def _remote_measurer(args: argparse.Namespace, settings):
-    """``measure(path, resolution) -> measure.json`` on the agent at ``--remote``
-    (``--token-file`` needed)."""
-    from dwnas.errors import DwnasError
-    from dwnas.measure.agent import read_token
-    from dwnas.measure.remote import measure_remote, parse_address
-
-    if not args.token_file:
-        raise DwnasError("--remote needs --token-file")
-    host, port = parse_address(args.remote)
-    token = read_token(args.token_file)
-    return lambda path, resolution: measure_remote(host, port, token, path, settings,
-                                                   args.remote_timeout, resolution=resolution)
-
-
-def summary_metrics(result: dict) -> dict:
-    """The figures worth a metric: latency, throughput, energy (absent ones simply left out)."""
-    summary = {"latency_ms": result["latency_ms"]}
-    if result.get("throughput"):
-        summary["throughput_images_per_s"] = result["throughput"]["images_per_s"]
-    if result.get("energy_per_image_mj") is not None:
-        summary["energy_per_image_mj"] = result["energy_per_image_mj"]
-    if result.get("power_mw"):
-        summary["power_mw"] = result["power_mw"]
-    if result.get("tensorrt"):
-        summary["tensorrt_gpu_compute_ms"] = result["tensorrt"]["gpu_compute_ms"]
-    return summary
-
-
 def _measure(args: argparse.Namespace) -> int:
-    from dwnas.io import write_json
-    from dwnas.track import log_stage
+    from dwnas.measure.run import check_resolution, measure
 
-    _check_resolution(args.resolution)
-    settings = _settings_from_args(args)
-    if args.remote:
-        result = _remote_measurer(args, settings)(args.model, args.resolution)
-    else:
-        from dwnas.measure.api import measure_file
-
-        result = measure_file(args.model, args.resolution, settings)
-    write_json(args.out, result)
-    lat = result["latency_ms"]
-    energy = result["energy_per_image_mj"]
-    energy_text = (
-        f"{energy:.3f} mJ/image"
-        if energy is not None
-        else f"energy null ({result['energy_reason']})"
-    )
-    print(
-        f"{args.model}: median {lat['median']:.3f} ms (batch {lat['batch']}), {energy_text} "
-        f"-> {args.out}",
-        file=sys.stderr,
-    )
-    params = {
-        **settings.to_dict(),
-        "model": str(args.model),
-        "resolution": args.resolution,
-        "remote": args.remote,
-    }
-    log_stage("measure", params, summary_metrics(result), [args.out])
+    check_resolution(args.resolution)  # before the settings: a bad size is the error reported
+    measure(model=args.model, resolution=args.resolution, out=args.out,
+            settings=_settings_from_args(args), remote=args.remote, token_file=args.token_file,
+            remote_timeout=args.remote_timeout)
     return 0
 
 
@@ -185,14 +124,13 @@ def add_settings_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trt-fp16", action="store_true", help="trtexec --fp16")
 
 
-def _compare(args: argparse.Namespace) -> int:
+def parse_models(items: list[str]) -> tuple[dict[str, str], dict[str, int]]:
+    """``--model LABEL=PATH[@RES]`` items -> (label -> path, label -> its own resolution)."""
     from dwnas.errors import DwnasError
-    from dwnas.io import write_json
-    from dwnas.measure.compare import compare_files
-    from dwnas.track import log_stage
+    from dwnas.measure.run import check_resolution
 
     models, resolutions = {}, {}
-    for item in args.model:
+    for item in items:
         label, sep, path = item.partition("=")
         if not sep or label not in ("deep", "shallow", "deep-only") or not path:
             raise DwnasError(f"--model {item!r}: use LABEL=PATH with LABEL deep, shallow or deep-only")
@@ -204,40 +142,19 @@ def _compare(args: argparse.Namespace) -> int:
         models[label] = path
         if size is not None:
             resolutions[label] = int(size)
-            _check_resolution(resolutions[label])
-    _check_resolution(args.resolution)
-    settings = _settings_from_args(args)
-    if args.remote and args.canary:
-        raise DwnasError("--canary: the drift reference is timed in this process's rounds; an "
-                         "agent's timings (--remote) have none")
-    if args.remote:
-        from dwnas.measure.compare import compare_remote
+            check_resolution(resolutions[label])
+    return models, resolutions
 
-        result = compare_remote(models, args.resolution, _remote_measurer(args, settings),
-                                args.statistic, resolutions)
-    else:
-        canary = None
-        if args.canary:
-            from dwnas.measure.compare import read_canary
 
-            canary = read_canary(args.canary)
-        result = compare_files(models, args.resolution, settings, args.rounds, args.round_iters,
-                               args.statistic, resolutions, canary)
-    write_json(args.out, result)
-    metrics = {f"latency_ms.{label}": form["latency_ms"] for label, form in result["forms"].items()}
-    for name, ratio in result["ratios"].items():
-        metrics[name] = ratio["ratio"]
-        if ratio["ci95"]:
-            metrics.update({f"{name}.ci_low": ratio["ci95"][0], f"{name}.ci_high": ratio["ci95"][1]})
-    log_stage("measure", {"models": models, "resolution": args.resolution,
-                          "rounds": args.rounds, "round_iters": args.round_iters,
-                          "statistic": args.statistic, "device": args.device}, metrics, [args.out])
-    text = ", ".join(f"{name} {r['ratio']:.3f}" + (f" [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
-                                                   if r["ci95"] else "")
-                     for name, r in result["ratios"].items())
-    print(f"{args.out}: " + ", ".join(f"{label} {form['latency_ms']:.3f} ms"
-                                      for label, form in result["forms"].items())
-          + (f"; {text}" if text else ""), file=sys.stderr)
+def _compare(args: argparse.Namespace) -> int:
+    from dwnas.measure.run import check_resolution, compare
+
+    models, resolutions = parse_models(args.model)
+    check_resolution(args.resolution)  # before the settings: a bad size is the error reported
+    compare(models=models, resolution=args.resolution, out=args.out,
+            settings=_settings_from_args(args), resolutions=resolutions, rounds=args.rounds,
+            round_iters=args.round_iters, statistic=args.statistic, canary=args.canary,
+            remote=args.remote, token_file=args.token_file, remote_timeout=args.remote_timeout)
     return 0
 
 

@@ -12,63 +12,22 @@ method (:func:`dwnas.transform.deploy.export_network`):
   the file on the validation split.
 
 Nothing is written when any check exceeds ``--tolerance`` (relative to the output scale).
+The work is :func:`dwnas.transform.run.run`; this module only parses the flags.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from dwnas.cli import add_eval_flags, add_runtimes_flag
 
 
 def _transform(args: argparse.Namespace) -> int:
-    from dwnas import track
-    from dwnas.errors import DwnasError
-    from dwnas.io import atomic_dir, write_json
-    from dwnas.nn.checkpoint import checkpoint_images_seen, load_supernet
-    from dwnas.space import Arch
-    from dwnas.train.evaluate import EvalData, file_digest
-    from dwnas.transform.deploy import export_network
+    from dwnas.transform.run import run
 
-    if not args.tolerance > 0:
-        raise DwnasError(f"--tolerance must be > 0 (got {args.tolerance})")
-    expect_space = None
-    if args.params is not None:
-        from dwnas.config import load_params
-        from dwnas.space import Space
-
-        expect_space = Space.from_params(load_params(args.params)["space"])
-    arch = Arch.load(args.arch)
-    supernet, ckpt = load_supernet(args.checkpoint, expect_space)
-    supernet.space.validate(arch, source=f"{args.arch}")
-    # the search's evaluation: images decoded at the space's largest resolution, resized per arch
-    evaluation = EvalData.load(args.prepared, max(supernet.space.resolutions()), args.calib_images,
-                               args.val_images, args.seed, args.eval_batch)
-    deep = supernet.subnet(arch)
-    out = Path(args.out)
-    with atomic_dir(out) as tmp:
-        figures = export_network(deep, tmp, arch.resolution, evaluation, args.runtimes,
-                                 args.tolerance, args.seed)
-        summary = {"arch": arch.to_dict(), **figures, "blocks": len(arch.blocks),
-                   "linear_blocks": arch.num_linear, "checkpoint": str(args.checkpoint),
-                   "checkpoint_sha256": file_digest(args.checkpoint),
-                   "space_fingerprint": ckpt["fingerprint"],
-                   "images_seen": checkpoint_images_seen(ckpt)}
-        write_json(tmp / "transform.json", summary)
-    metrics = {k: v for k, v in summary.items()
-               if isinstance(v, int | float) and not isinstance(v, bool)}
-    metrics.update({f"top1.{k}": v for k, v in (figures["top1"] or {}).items()})
-    track.log_stage("transform",
-                    {"arch": arch.to_json(), "checkpoint": str(args.checkpoint),
-                     "tolerance": args.tolerance, "runtimes": args.runtimes},
-                    metrics, [out / "transform.json"])
-    files = ", ".join(f"{k} {v:.4f}" for k, v in figures["top1"].items() if k != "evaluated")
-    print(f"{out}: {len(arch.blocks)} blocks ({arch.num_linear} linear) -> depth "
-          f"{figures['layers_deep']} -> {figures['layers_shallow']}, MACs "
-          f"{figures['macs_deep'] / 1e6:.1f} M -> {figures['macs_shallow'] / 1e6:.1f} M, max rel "
-          f"err {figures['max_rel_err']:.2e}; top-1 {figures['top1']['evaluated']:.4f} "
-          f"(files: {files})")
+    run(checkpoint=args.checkpoint, arch=args.arch, prepared=args.prepared, out=args.out,
+        runtimes=args.runtimes, params=args.params, tolerance=args.tolerance, seed=args.seed,
+        calib_images=args.calib_images, val_images=args.val_images, eval_batch=args.eval_batch)
     return 0
 
 
