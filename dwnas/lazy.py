@@ -4,16 +4,18 @@ load on first use, so that ``dwnas --help`` and the workflow's imports stay fast
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 
-def lazy_attributes(package: str, exports: Mapping[str, str]) -> Callable[[str], object]:
-    """A module-level ``__getattr__`` for ``package`` that imports ``exports[name]`` (a module
-    path) the first time ``name`` is looked up."""
+def lazy_exports(package: str, modules: Mapping[str, Iterable[str]]
+                 ) -> tuple[list[str], Callable[[str], object]]:
+    """``(__all__, __getattr__)`` for ``package``: ``modules`` maps a module path to the names it
+    provides; a name's module is imported the first time the name is looked up."""
+    home = {name: module for module, names in modules.items() for name in names}
 
     def __getattr__(name: str):
-        if name in exports:
-            return getattr(importlib.import_module(exports[name]), name)
+        if name in home:
+            return getattr(importlib.import_module(home[name]), name)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
-    return __getattr__
+    return sorted(home), __getattr__

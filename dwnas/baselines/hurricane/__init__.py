@@ -27,37 +27,21 @@ pre-selection), ``supernet`` (the SPOS supernet), ``search`` (per-layer paths, t
 package does not import torch.
 """
 
-from dwnas.lazy import lazy_attributes
+from dwnas.lazy import lazy_exports
 
-_EXPORTS = {
-    "KINDS": "dwnas.baselines.hurricane.ops",
-    "SKIP": "dwnas.baselines.hurricane.ops",
-    "Op": "dwnas.baselines.hurricane.ops",
-    "candidate_ops": "dwnas.baselines.hurricane.ops",
-    "SqueezeExcite": "dwnas.baselines.hurricane.ops",
-    "OpBlock": "dwnas.baselines.hurricane.ops",
-    "Layer": "dwnas.baselines.hurricane.ops",
-    "layers_of": "dwnas.baselines.hurricane.ops",
-    "fixed_parts": "dwnas.baselines.hurricane.ops",
-    "profile_ops": "dwnas.baselines.hurricane.profiling",
-    "preselect": "dwnas.baselines.hurricane.profiling",
-    "layer_choices": "dwnas.baselines.hurricane.profiling",
-    "fastest_op": "dwnas.baselines.hurricane.profiling",
-    "path_latency": "dwnas.baselines.hurricane.profiling",
-    "FORMAT": "dwnas.baselines.hurricane.supernet",
-    "OpSupernet": "dwnas.baselines.hurricane.supernet",
-    "OpPath": "dwnas.baselines.hurricane.search",
-    "PathSpace": "dwnas.baselines.hurricane.search",
-    "PathSearch": "dwnas.baselines.hurricane.search",
-    "split_layers": "dwnas.baselines.hurricane.search",
-    "sampler": "dwnas.baselines.hurricane.search",
-    "SUPERNET_KEYS": "dwnas.baselines.hurricane.stages",
-    "SEARCH_KEYS": "dwnas.baselines.hurricane.stages",
-    "settings_for": "dwnas.baselines.hurricane.stages",
-    "run_supernet": "dwnas.baselines.hurricane.stages",
-    "run_search": "dwnas.baselines.hurricane.stages",
-}
-
-__all__ = sorted(_EXPORTS)
-
-__getattr__ = lazy_attributes(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(__name__, {
+    "dwnas.baselines.hurricane.ops": (
+        "KINDS", "SKIP", "Op", "candidate_ops", "SqueezeExcite", "OpBlock", "Layer", "layers_of",
+        "fixed_parts",
+    ),
+    "dwnas.baselines.hurricane.profiling": (
+        "profile_ops", "preselect", "layer_choices", "fastest_op", "path_latency",
+    ),
+    "dwnas.baselines.hurricane.supernet": ("FORMAT", "OpSupernet"),
+    "dwnas.baselines.hurricane.search": (
+        "OpPath", "PathSpace", "PathSearch", "split_layers", "sampler",
+    ),
+    "dwnas.baselines.hurricane.stages": (
+        "SUPERNET_KEYS", "SEARCH_KEYS", "settings_for", "run_supernet", "run_search",
+    ),
+})
