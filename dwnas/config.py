@@ -113,9 +113,13 @@ def _declared_keys(node: Any, root: dict) -> set[str]:
 def _describe(error, root: dict) -> list[Problem]:
     """Turn one jsonschema error into ``(path, "must ...")`` problems (none if it is only noise)."""
     if error.validator in ("anyOf", "oneOf") and error.context:
-        # Report the branch that came closest, not every branch's complaints.
+        # Report the branch of the value's own type (a mapping's keys), else the closest branch,
+        # not every branch's complaints.
         from jsonschema.exceptions import best_match
 
+        typed = [e for e in error.context if not (e.validator == "type" and not e.relative_path)]
+        if typed:
+            return [problem for e in typed for problem in _describe(e, root)]
         return _describe(best_match(error.context), root)
     path = tuple(error.absolute_path)
     kind, arg = error.validator, error.validator_value
@@ -316,6 +320,16 @@ def _check_budget_labels(params: dict) -> list[str]:
     return problems
 
 
+def _check_odn_start_depth(params: dict) -> list[str]:
+    """A per-backbone ``start_depth`` must name every backbone ODN grows."""
+    odn = params["baselines"]["odn"]
+    start = odn["start_depth"]
+    if not isinstance(start, dict):
+        return []
+    return [f"baselines.odn.start_depth: names no start depth for backbone {name!r}"
+            for name in odn["backbones"] if name not in start]
+
+
 def _check_data_source(params: dict) -> list[str]:
     """A source's settings must be there when it is the source."""
     data = params["data"]
@@ -347,6 +361,7 @@ CROSS_CHECKS: list[CrossCheck] = [
     _check_profile_grid,
     _check_profile_runtime,
     _check_budget_labels,
+    _check_odn_start_depth,
 ]
 
 

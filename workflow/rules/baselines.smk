@@ -30,7 +30,7 @@ rule baseline_mobilenetv2:
         eval=EVAL_FLAGS,
         runtimes=" ".join(RUNTIMES),
         nproc=MNV2["recipe"]["nproc"],
-    threads: workflow.cores
+    threads: SIDE_BY_SIDE
     resources:
         gpu=MNV2["recipe"]["nproc"],  # granted to the job; the processes come from params
     conda:
@@ -64,7 +64,7 @@ rule baseline_depthshrinker:
         workers=config["data"]["workers"],
         eval=EVAL_FLAGS,
         runtimes=" ".join(RUNTIMES),
-    threads: workflow.cores
+    threads: SIDE_BY_SIDE
     conda:
         "../envs/dwnas.yaml"
     log:
@@ -131,7 +131,7 @@ rule baseline_hurricane:
         workers=config["data"]["workers"],
         eval=EVAL_FLAGS,
         runtimes=" ".join(RUNTIMES),
-    threads: workflow.cores
+    threads: SIDE_BY_SIDE
     conda:
         "../envs/dwnas.yaml"
     log:
@@ -158,7 +158,7 @@ rule baseline_odn:
         space=LAYOUT.odn_space_flag,
         width=ODN["resnet_width"],
         resolution=ODN["resolution"],
-        start=ODN["start_depth"],
+        start=LAYOUT.odn_start_depth,
         criterion=as_json({k: ODN[k] for k in ("target_top1", "min_delta",
                                                    "max_rounds_per_depth", "max_epochs")}),
         recipe=as_json(ODN["recipe"]),
@@ -166,7 +166,7 @@ rule baseline_odn:
         workers=config["data"]["workers"],
         eval=EVAL_FLAGS,
         runtimes=" ".join(RUNTIMES),
-    threads: workflow.cores
+    threads: SIDE_BY_SIDE
     conda:
         "../envs/dwnas.yaml"
     log:

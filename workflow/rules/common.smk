@@ -11,6 +11,7 @@ from dwnas.workflow import (
     as_json,
     eval_flags,
     num_classes,
+    side_by_side_threads,
     stage_digests,
 )
 
@@ -33,6 +34,8 @@ NUM_CLASSES = num_classes(config)
 EVAL_FLAGS = eval_flags(TRAIN["eval"])
 # stage -> the digest of the package sources it runs (a rule's `code` param: an edit re-runs it)
 CODE = stage_digests(Path(workflow.basedir, "dwnas"))
+# the compared methods' trainings: two side by side (the supernet's and every timing job take all)
+SIDE_BY_SIDE = side_by_side_threads(workflow.cores)
 
 PROFILE_DIR = LAYOUT.profile_dir  # results/<name>/profile/<device>/{runtime}
 SEARCH_LUT = LAYOUT.search_lut  # profile.runtime's table: the search's and HURRICANE's

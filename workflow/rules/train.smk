@@ -18,6 +18,7 @@ rule train_supernet:
         eval=EVAL_FLAGS,
         nproc=TRAIN["supernet"]["nproc"],
     threads: workflow.cores
+    priority: 5  # the longest chain starts it: ahead of the compared methods, after the profile
     resources:
         gpu=TRAIN["supernet"]["nproc"],  # granted to the job; the processes come from params
     conda:
