@@ -66,6 +66,24 @@ def test_min_above_max_is_caught(smoke):
     assert "space.resolution: min (64) is above max (32)" in _problem(bad)
 
 
+def test_odn_start_depth_is_one_number_or_one_per_backbone(smoke):
+    per_backbone = copy.deepcopy(smoke)
+    per_backbone["baselines"]["odn"]["start_depth"] = {"resnet18": 4, "mbconv": 1}
+    assert validate_params(per_backbone)["baselines"]["odn"]["start_depth"]["resnet18"] == 4
+    missing = copy.deepcopy(per_backbone)
+    del missing["baselines"]["odn"]["start_depth"]["mbconv"]
+    assert ("baselines.odn.start_depth: names no start depth for backbone 'mbconv'"
+            in _problem(missing))
+    bad = copy.deepcopy(per_backbone)
+    bad["baselines"]["odn"]["start_depth"] = {"resnet18": 0, "vgg": 2}
+    message = _problem(bad)  # the mapping's own problems, not "must be of type integer"
+    assert "baselines.odn.start_depth.resnet18: must be >= 1 (got 0)" in message
+    assert "baselines.odn.start_depth.vgg: unknown key" in message
+    assert "type integer" not in message
+    bad["baselines"]["odn"]["start_depth"] = 0
+    assert "baselines.odn.start_depth: must be >= 1 (got 0)" in _problem(bad)
+
+
 def test_not_a_mapping_and_missing_file(tmp_path):
     path = tmp_path / "list.yaml"
     path.write_text("- 1\n- 2\n")

@@ -26,6 +26,7 @@ from dwnas.workflow import (
     gpu_processes,
     measure_device_flags,
     num_classes,
+    side_by_side_threads,
     stage_digests,
 )
 
@@ -448,6 +449,28 @@ def test_odn_space_flag(smoke):
     assert smoke.odn_space_flag(wildcards(variant="mbconv")) == (
         f"--space '{as_json(SMOKE['space'])}'"
     )
+
+
+def test_odn_start_depth_per_backbone(smoke):
+    assert smoke.odn_start_depth(wildcards(variant="mbconv")) == SMOKE["baselines"]["odn"]["start_depth"]
+    default = Layout(DEFAULT)
+    assert default.odn_start_depth(wildcards(variant="resnet18")) == 4
+    assert default.odn_start_depth(wildcards(variant="mbconv")) == 1
+
+
+def test_side_by_side_threads_halve_the_cores():
+    assert [side_by_side_threads(c) for c in (None, 1, 2, 3, 16)] == [1, 1, 1, 1, 8]
+
+
+def test_only_the_compared_methods_trainings_share_the_machine():
+    """Timing jobs and the supernet's chain take every core; the baselines' trainings half."""
+    blocks = rule_blocks()
+    shared = {name for name, (_, text) in blocks.items() if "threads: SIDE_BY_SIDE" in text}
+    assert shared == {"baseline_mobilenetv2", "baseline_depthshrinker", "baseline_hurricane",
+                      "baseline_odn"}
+    for name in ("measure", "profile", "baseline_hurricane_supernet", "train_supernet",
+                 "train_elastic"):
+        assert "threads: workflow.cores" in blocks[name][1], name
 
 
 def test_default_params_layout():

@@ -1,0 +1,91 @@
+"""How many epochs does a compared method's network need? Prints ONE JSON object.
+
+Trains one baseline network alone, from scratch, with the pipeline's own training loop
+(``dwnas.baselines.common.fit``: the params' baseline recipe, its augmentation and schedule) for
+``--epochs``, then scores it with the pipeline's evaluator (BN recalibration, the full val split,
+95% Wilson interval). Issue 12 asked why MobileNetV2 and ODN's ResNet-18 stay below 70% on the
+embedded default; docs/training.md holds the figures.
+
+    .venv/bin/python benchmarks/baseline_epochs.py --prepared results/default/data/prepared \\
+        --network mobilenetv2_w0.35 --epochs 8 [--recipe '{"lr": 0.001}'] [--threads 2]
+
+``--network``: ``mobilenetv2_w<width>`` (the MobileNetV2 baseline, ``baselines.mobilenetv2.recipe``)
+or ``resnet18_w<width>`` (ODN's ResNet-18 backbone at full depth, ``baselines.odn.recipe``).
+``--recipe``: JSON overriding keys of that recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+os.environ.setdefault("DWNAS_TRACKING", "0")
+
+
+def build(network: str, resolution: int, classes: int):
+    """(network, params key of its recipe) for ``mobilenetv2_w<width>`` or ``resnet18_w<width>``."""
+    from dwnas.baselines import mobilenetv2, odn
+    from dwnas.nn.supernet import Supernet
+    from dwnas.space import Space
+
+    name, _, width = network.partition("_w")
+    if name == "mobilenetv2":
+        space = Space.from_params(mobilenetv2.space_section(float(width), resolution))
+        return Supernet(space, classes).subnet(space.largest()), "mobilenetv2"
+    if name == "resnet18":
+        backbone = odn.backbone("resnet18", None, int(width))
+        return odn.build(backbone, backbone.full_depth, classes), "odn"
+    raise SystemExit(f"error: --network {network!r}: use mobilenetv2_w<width> or resnet18_w<width>")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prepared", default="results/default/data/prepared")
+    parser.add_argument("--params", default="params/default.yaml")
+    parser.add_argument("--network", default="mobilenetv2_w0.35")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--recipe", default="{}", help="JSON: keys of the recipe to override")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import torch
+
+    from dwnas.baselines.common import Setup, fit, recipe_of
+    from dwnas.config import load_params
+    from dwnas.data.loaders import num_classes
+    from dwnas.report.tables import wilson_interval
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    params = load_params(args.params)
+    torch.manual_seed(args.seed)
+    net, method = build(args.network, args.resolution, num_classes(args.prepared))
+    recipe = {**params["baselines"][method]["recipe"], **json.loads(args.recipe),
+              "epochs": args.epochs}
+    started = time.monotonic()
+    history = fit(net, args.prepared, recipe_of(recipe, f"baselines.{method}.recipe",
+                                                single_path=True),
+                  args.resolution, args.seed, workers=args.workers, desc=args.network)
+    train_seconds = time.monotonic() - started
+    setup = Setup(prepared=args.prepared, out=".", seed=args.seed,
+                  calib_images=params["train"]["eval"]["calib_images"],
+                  eval_batch=params["train"]["eval"]["batch_size"])
+    accuracy = setup.eval_data(args.resolution).accuracy(net, args.resolution)
+    print(json.dumps({"network": args.network, "epochs": args.epochs, "recipe": recipe,
+                      "resolution": args.resolution, "top1": accuracy["top1"],
+                      "top1_ci95": wilson_interval(accuracy["top1"], accuracy["n"]),
+                      "val_images": accuracy["n"],
+                      "loss_per_epoch": [round(h["loss"], 4) for h in history],
+                      "train_seconds": round(train_seconds, 1),
+                      "threads": torch.get_num_threads(), "machine": platform.machine()},
+                     indent=2))
+
+
+if __name__ == "__main__":
+    main()
