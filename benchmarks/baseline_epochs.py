@@ -32,6 +32,10 @@ def build(network: str, resolution: int, classes: int):
     from dwnas.space import Space
 
     name, _, width = network.partition("_w")
+    try:
+        float(width)
+    except ValueError:
+        name = None
     if name == "mobilenetv2":
         space = Space.from_params(mobilenetv2.space_section(float(width), resolution))
         return Supernet(space, classes).subnet(space.largest()), "mobilenetv2"
@@ -88,4 +92,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from dwnas.errors import DwnasError
+
+    try:
+        main()
+    except DwnasError as exc:
+        raise SystemExit(f"error: {exc}") from None
