@@ -189,6 +189,22 @@ def compared_models(
     return " ".join(models)
 
 
+# Snakemake's `priority:` of the rules whose order decides the run's length on a small machine
+# (docs/pipeline.md, "Jobs side by side"). Jobs that take every core come first, while no
+# single-thread job holds a core: a whole-machine job cannot start beside one, so a free core
+# waits idle until it ends. Then the side-by-side trainings, longest first on the default params,
+# so that none of them is left running alone at the end. Rules not named here keep 0.
+SCHEDULE_PRIORITY = {
+    "profile": 10,  # the budget check precedes training
+    "train_supernet": 5,  # the longest chain
+    "train_elastic": 5,
+    "baseline_hurricane_supernet": 4,  # whole-machine: times its operators
+    "baseline_mobilenetv2": 3,
+    "baseline_odn": 2,
+    "baseline_hurricane": 1,
+}
+
+
 def side_by_side_threads(cores: int | None) -> int:
     """Threads of a job that shares the machine with one other: half of ``cores``, at least 1.
 

@@ -17,6 +17,7 @@ import yaml
 from dwnas.errors import DwnasError
 from dwnas.workflow import (
     CODE_PARTS,
+    SCHEDULE_PRIORITY,
     Layout,
     as_json,
     code_parts,
@@ -471,6 +472,22 @@ def test_only_the_compared_methods_trainings_share_the_machine():
     for name in ("measure", "profile", "baseline_hurricane_supernet", "train_supernet",
                  "train_elastic"):
         assert "threads: workflow.cores" in blocks[name][1], name
+
+
+def test_whole_machine_jobs_are_scheduled_before_side_by_side_ones():
+    """A job that takes every core cannot start beside a single-thread one: it must outrank them
+    all, or a core idles while it waits. Each rule named in the table uses its entry."""
+    blocks = rule_blocks()
+    assert set(SCHEDULE_PRIORITY) <= set(blocks)
+    for name, (_, text) in blocks.items():
+        line = f'priority: SCHEDULE_PRIORITY["{name}"]'
+        assert (line in text) == (name in SCHEDULE_PRIORITY), name
+        assert "priority:" not in text.replace(line, ""), name
+    whole = {n for n, (_, t) in blocks.items() if "threads: workflow.cores" in t}
+    side = {n for n, (_, t) in blocks.items() if "threads: SIDE_BY_SIDE" in t}
+    ranked_whole = [SCHEDULE_PRIORITY[n] for n in whole if n in SCHEDULE_PRIORITY]
+    assert {"profile", "train_supernet", "train_elastic", "baseline_hurricane_supernet"} <= whole
+    assert min(ranked_whole) > max(SCHEDULE_PRIORITY.get(n, 0) for n in side)
 
 
 def test_default_params_layout():

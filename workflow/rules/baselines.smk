@@ -31,6 +31,7 @@ rule baseline_mobilenetv2:
         runtimes=" ".join(RUNTIMES),
         nproc=MNV2["recipe"]["nproc"],
     threads: SIDE_BY_SIDE
+    priority: SCHEDULE_PRIORITY["baseline_mobilenetv2"]
     resources:
         gpu=MNV2["recipe"]["nproc"],  # granted to the job; the processes come from params
     conda:
@@ -100,6 +101,7 @@ rule baseline_hurricane_supernet:
         seed=config["seed"],
         workers=config["data"]["workers"],
     threads: workflow.cores  # operators are timed: no other job competes for the CPU
+    priority: SCHEDULE_PRIORITY["baseline_hurricane_supernet"]
     conda:
         "../envs/dwnas.yaml"
     log:
@@ -132,6 +134,7 @@ rule baseline_hurricane:
         eval=EVAL_FLAGS,
         runtimes=" ".join(RUNTIMES),
     threads: SIDE_BY_SIDE
+    priority: SCHEDULE_PRIORITY["baseline_hurricane"]
     conda:
         "../envs/dwnas.yaml"
     log:
@@ -167,6 +170,7 @@ rule baseline_odn:
         eval=EVAL_FLAGS,
         runtimes=" ".join(RUNTIMES),
     threads: SIDE_BY_SIDE
+    priority: SCHEDULE_PRIORITY["baseline_odn"]
     conda:
         "../envs/dwnas.yaml"
     log:

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 from dwnas.workflow import (
+    SCHEDULE_PRIORITY,
     SEARCHED_BASELINES,
     STATIC_BASELINES,
     Layout,

@@ -29,7 +29,7 @@ rule profile:
         # the search's table checks the budgets: an infeasible one stops the run before training
         budgets=LAYOUT.budget_check_flags,
     threads: workflow.cores  # timing runs alone: no other job competes for the CPU
-    priority: 10  # first of the jobs ready at the start, so the budget check precedes training
+    priority: SCHEDULE_PRIORITY["profile"]
     conda:
         "../envs/dwnas.yaml"
     log:

@@ -18,7 +18,7 @@ rule train_supernet:
         eval=EVAL_FLAGS,
         nproc=TRAIN["supernet"]["nproc"],
     threads: workflow.cores
-    priority: 5  # the longest chain starts it: ahead of the compared methods, after the profile
+    priority: SCHEDULE_PRIORITY["train_supernet"]
     resources:
         gpu=TRAIN["supernet"]["nproc"],  # granted to the job; the processes come from params
     conda:
@@ -62,6 +62,7 @@ rule train_elastic:
         eval=EVAL_FLAGS,
         nproc=TRAIN["elastic"]["nproc"],
     threads: workflow.cores
+    priority: SCHEDULE_PRIORITY["train_elastic"]
     resources:
         gpu=TRAIN["elastic"]["nproc"],  # granted to the job; the processes come from params
     conda:
