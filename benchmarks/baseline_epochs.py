@@ -12,6 +12,12 @@ embedded default; docs/training.md holds the figures.
 ``--network``: ``mobilenetv2_w<width>`` (the MobileNetV2 baseline, ``baselines.mobilenetv2.recipe``)
 or ``resnet18_w<width>`` (ODN's ResNet-18 backbone at full depth, ``baselines.odn.recipe``).
 ``--recipe``: JSON overriding keys of that recipe.
+
+Diagnostics of MobileNetV2's slow start (docs/training.md), each a departure from the baseline:
+``--variant`` (comma-separated) ``zero_init`` (the last BN of every residual block starts at zero),
+``kernel5``, ``head256`` (a 256-channel head instead of 1280), ``stage1_stride1`` (its first
+stride-2 stage at stride 1); ``--teacher-epochs N`` first trains params' space's largest network
+N epochs with the same recipe, then trains the network on its soft predictions (distillation).
 """
 
 from __future__ import annotations
@@ -25,11 +31,43 @@ import time
 os.environ.setdefault("DWNAS_TRACKING", "0")
 
 
-def build(network: str, resolution: int, classes: int):
-    """(network, params key of its recipe) for ``mobilenetv2_w<width>`` or ``resnet18_w<width>``."""
-    from dwnas.baselines import mobilenetv2, odn
+VARIANTS = ("zero_init", "kernel5", "head256", "stage1_stride1")
+
+
+def mobilenetv2_section(width: float, resolution: int, variants: list[str]) -> dict:
+    """The MobileNetV2 baseline's space section with the ``variants``' changes."""
+    from dwnas.baselines import mobilenetv2
+
+    section = mobilenetv2.space_section(width, resolution)
+    if "kernel5" in variants:
+        for stage in section["stages"]:
+            stage["kernels"] = [5]
+    if "head256" in variants:
+        section["head_channels"] = 256
+    if "stage1_stride1" in variants:
+        section["stages"][0]["stride"] = 1
+    return section
+
+
+def largest_network(section: dict, classes: int, zero_init: bool = False):
+    """A freshly initialised static network: ``section``'s largest architecture."""
+    from torch import nn
+
     from dwnas.nn.supernet import Supernet
     from dwnas.space import Space
+
+    space = Space.from_params(section)
+    net = Supernet(space, classes).subnet(space.largest())
+    if zero_init:  # each residual branch starts as nothing, its block as the identity
+        for block in net.modules():
+            if getattr(block, "shortcut", False) is True:
+                nn.init.zeros_(block.project_bn.weight)
+    return net
+
+
+def build(network: str, resolution: int, classes: int, variants: list[str]):
+    """(network, params key of its recipe) for ``mobilenetv2_w<width>`` or ``resnet18_w<width>``."""
+    from dwnas.baselines import odn
 
     name, _, width = network.partition("_w")
     try:
@@ -37,8 +75,10 @@ def build(network: str, resolution: int, classes: int):
     except ValueError:
         name = None
     if name == "mobilenetv2":
-        space = Space.from_params(mobilenetv2.space_section(float(width), resolution))
-        return Supernet(space, classes).subnet(space.largest()), "mobilenetv2"
+        section = mobilenetv2_section(float(width), resolution, variants)
+        return largest_network(section, classes, "zero_init" in variants), "mobilenetv2"
+    if variants:
+        raise SystemExit("error: --variant applies to --network mobilenetv2_w<width> only")
     if name == "resnet18":
         backbone = odn.backbone("resnet18", None, int(width))
         return odn.build(backbone, backbone.full_depth, classes), "odn"
@@ -56,7 +96,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variant", default="", help=f"comma-separated: {', '.join(VARIANTS)}")
+    parser.add_argument("--teacher-epochs", type=int, default=0,
+                        help="distil from params' space's largest network trained this long")
     args = parser.parse_args()
+    variants = [v for v in args.variant.split(",") if v]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        raise SystemExit(f"error: --variant {','.join(unknown)}: use {', '.join(VARIANTS)}")
 
     import torch
 
@@ -69,19 +116,32 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     params = load_params(args.params)
     torch.manual_seed(args.seed)
-    net, method = build(args.network, args.resolution, num_classes(args.prepared))
+    classes = num_classes(args.prepared)
+    net, method = build(args.network, args.resolution, classes, variants)
     recipe = {**params["baselines"][method]["recipe"], **json.loads(args.recipe),
               "epochs": args.epochs}
-    started = time.monotonic()
-    history = fit(net, args.prepared, recipe_of(recipe, f"baselines.{method}.recipe",
-                                                single_path=True),
-                  args.resolution, args.seed, workers=args.workers, desc=args.network)
-    train_seconds = time.monotonic() - started
     setup = Setup(prepared=args.prepared, out=".", seed=args.seed,
                   calib_images=params["train"]["eval"]["calib_images"],
                   eval_batch=params["train"]["eval"]["batch_size"])
-    accuracy = setup.eval_data(args.resolution).accuracy(net, args.resolution)
-    print(json.dumps({"network": args.network, "epochs": args.epochs, "recipe": recipe,
+    evaluation = setup.eval_data(args.resolution)
+    teacher, teacher_top1 = None, None
+    if args.teacher_epochs:
+        teacher = largest_network(params["space"], classes)
+        fit(teacher, args.prepared, recipe_of({**recipe, "epochs": args.teacher_epochs},
+                                              f"baselines.{method}.recipe", single_path=True),
+            args.resolution, args.seed, workers=args.workers, desc="teacher")
+        teacher_top1 = evaluation.accuracy(teacher, args.resolution)["top1"]
+        recipe["distill"] = True
+    started = time.monotonic()
+    history = fit(net, args.prepared, recipe_of(recipe, f"baselines.{method}.recipe",
+                                                single_path=True),
+                  args.resolution, args.seed, workers=args.workers, teacher=teacher,
+                  desc=args.network)
+    train_seconds = time.monotonic() - started
+    accuracy = evaluation.accuracy(net, args.resolution)
+    print(json.dumps({"network": args.network, "variants": variants,
+                      "teacher_epochs": args.teacher_epochs, "teacher_top1": teacher_top1,
+                      "epochs": args.epochs, "recipe": recipe,
                       "resolution": args.resolution, "top1": accuracy["top1"],
                       "top1_ci95": wilson_interval(accuracy["top1"], accuracy["n"]),
                       "val_images": accuracy["n"],
