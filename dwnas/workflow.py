@@ -196,7 +196,8 @@ def compared_models(
 # params, so that none of them is left running alone at the end. Snakemake's scheduler maximises
 # the *sum* of the priorities of the jobs it starts together, so a whole-machine job outranks any
 # set of side-by-side ones by orders of magnitude (at 5 against 3 + 2, the supernet waited while
-# MobileNetV2 and ODN ran). Rules not named here keep 0.
+# MobileNetV2 and ODN ran). Rules not named here keep 0, `measure` among them: it takes every
+# core too, but each of its jobs waits for a training and they run last, together.
 SCHEDULE_PRIORITY = {
     "profile": 1200,  # the budget check precedes training
     "train_supernet": 1100,  # the longest chain

@@ -477,8 +477,8 @@ def test_only_the_compared_methods_trainings_share_the_machine():
 def test_whole_machine_jobs_are_scheduled_before_side_by_side_ones():
     """A job that takes every core cannot start beside a single-thread one: it must outrank them
     all, or a core idles while it waits. Snakemake's scheduler sums the priorities of the jobs it
-    starts together, so it must outrank any set of them. Each rule named in the table uses its
-    entry."""
+    starts together, so it must outrank any set of them (`measure`, which waits for the
+    trainings it times, keeps 0). Each rule named in the table uses its entry."""
     blocks = rule_blocks()
     assert set(SCHEDULE_PRIORITY) <= set(blocks)
     for name, (_, text) in blocks.items():
